@@ -1,0 +1,159 @@
+"""colo-lab: a two-host COLO lab on one machine.  Run `colo-lab --help`."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from . import hosts, image, net
+from .config import CLIENT_NS, HOSTS, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
+from .inventory import INVENTORY, write_inventory
+from .util import LabError, log
+
+
+def _host(name: str):
+    try:
+        return HOSTS_BY_NAME[name]
+    except KeyError:
+        raise LabError(f"unknown host {name!r}; the lab's hosts are {', '.join(HOSTS_BY_NAME)}") from None
+
+
+def _ports(link: str) -> list[str]:
+    """Switch-side ends for LINK: eth1/eth2 (the link between the hosts) or HOST:IFACE."""
+    if ":" in link:
+        name, iface = link.split(":", 1)
+        host = _host(name)
+        if iface not in LINKS_BY_NAME or iface == "mgmt0":
+            raise LabError(f"unknown interface {iface!r}; use eth0, eth1 or eth2")
+        return [host.peer(iface)]
+    if link in ("eth1", "eth2"):
+        return [host.peer(link) for host in HOSTS]
+    raise LabError(f"unknown link {link!r}; use eth1, eth2 (the direct links) or HOST:eth0 (a host's client link)")
+
+
+def cmd_build(_args) -> None:
+    image.ensure_image()
+    image.ensure_guest()
+
+
+def cmd_up(_args) -> None:
+    started = time.monotonic()
+    image_dir, guest_dir = image.ensure_image(), image.ensure_guest()
+    hosts.ensure_ssh_key()
+    net.ensure_switches()
+    for host in HOSTS:
+        hosts.boot(host, image_dir, guest_dir)
+    path = write_inventory()
+    log(f"lab up in {time.monotonic() - started:.1f}s; inventory: {path}")
+
+
+def cmd_down(_args) -> None:
+    for host in HOSTS:
+        hosts.kill_all(host)
+        (STATE / "hosts" / host.name / "nspawn.pid").unlink(missing_ok=True)
+        hosts.unmount_root(host)
+    net.teardown()
+    if hosts.FREEZER.exists():
+        hosts.FREEZER.rmdir()
+    shutil.rmtree(STATE, ignore_errors=True)
+    log("lab down: hosts, mounts, namespaces and state removed (the image cache stays)")
+
+
+def cmd_status(_args) -> None:
+    print(f"switches: {'up' if net.netns_exists(SWITCH_NS) else 'down'}")
+    for host in HOSTS:
+        print(f"{host.name}: {hosts.status(host)}")
+    for host in HOSTS:
+        for iface in ("eth0", "eth1", "eth2"):
+            port = host.peer(iface)
+            if net.link_exists(port, SWITCH_NS):
+                print(f"link {host.name}:{iface}: {'up' if net.port_is_up(port) else 'cut'}")
+    print(f"inventory: {INVENTORY if INVENTORY.exists() else 'none'}")
+
+
+def cmd_crash(args) -> None:
+    hosts.crash(_host(args.host))
+
+
+def cmd_freeze(args) -> None:
+    hosts.freeze(_host(args.host))
+
+
+def cmd_thaw(args) -> None:
+    hosts.thaw(_host(args.host))
+
+
+def cmd_restart(args) -> None:
+    host = _host(args.host)
+    hosts.shutdown(host)
+    hosts.boot(host, image.ensure_image(), image.ensure_guest())
+
+
+def cmd_cut(args) -> None:
+    for port in _ports(args.link):
+        net.set_port(port, up=False)
+
+
+def cmd_heal(args) -> None:
+    for port in _ports(args.link):
+        net.set_port(port, up=True)
+
+
+def cmd_ssh(args) -> int:
+    host = _host(args.host)
+    command = " ".join(args.command)
+    if not command:
+        os.execvp("ssh", ["ssh", *hosts.SSH_OPTS, "-t", "-i", str(hosts.SSH_KEY), f"root@{host.address('mgmt0')}"])
+    return hosts.ssh(host, command, check=False, capture=False, timeout=3600).returncode
+
+
+def cmd_client(args) -> int:
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'lab'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run(["ip", "netns", "exec", CLIENT_NS, *args.command], env=env).returncode
+
+
+def cmd_site(args) -> int:
+    subprocess.run([str(REPO / "scripts/bootstrap")], check=True)
+    cmd_up(args)
+    playbook = [str(REPO / ".venv/bin/ansible-playbook"), "-i", str(INVENTORY), str(REPO / "playbooks/site.yml"), *args.extra]
+    log(" ".join(playbook))
+    return subprocess.run(playbook, cwd=REPO).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="colo-lab", description="Two Debian 13 hosts (systemd-nspawn) wired like the "
+                                     "COLO seed: client switch on eth0, forward link eth1, checkpoint link eth2.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build", help="build (or reuse) the cached host image, local apt repository and test guest")
+    sub.add_parser("up", help="build what is missing, boot colo-a and colo-b, write the inventory (idempotent)")
+    sub.add_parser("down", help="remove everything the lab made except the image cache")
+    sub.add_parser("status", help="say what runs")
+    for name, text in (("crash", "kill every process of HOST at once (power cut)"), ("freeze", "hang HOST"),
+                       ("thaw", "resume a frozen HOST"), ("restart", "power HOST off (if on) and boot it")):
+        sub.add_parser(name, help=text).add_argument("host")
+    for name, text in (("cut", "unplug LINK"), ("heal", "plug LINK back")):
+        sub.add_parser(name, help=f"{text}: eth1, eth2 or HOST:eth0|eth1|eth2").add_argument("link")
+    p = sub.add_parser("ssh", help="a shell or a command on HOST")
+    p.add_argument("host")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("client", help="run a command in the client namespace (PYTHONPATH has lab/)").add_argument(
+        "command", nargs=argparse.REMAINDER)
+    sub.add_parser("site", help="bootstrap, up, then ansible-playbook playbooks/site.yml on the lab").add_argument(
+        "extra", nargs=argparse.REMAINDER, help="more ansible-playbook arguments")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("colo-lab: must run as root (namespaces, mounts, containers)", file=sys.stderr)
+        return 2
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(STATE.parent / ".colo-lab.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one lab command at a time
+        try:
+            return globals()[f"cmd_{args.cmd}"](args) or 0
+        except LabError as error:
+            print(f"colo-lab: error: {error}", file=sys.stderr)
+            return 1

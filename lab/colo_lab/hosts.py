@@ -1,0 +1,228 @@
+"""The lab's hosts: systemd-nspawn containers booted on an overlay of the cached image.
+
+Each host's processes are put in a freezer cgroup of their own, which gives the fault actions
+an exact set of processes: freeze/thaw hang and resume all of them, crash kills all of them at
+once (a power cut; the overlay's upper layer survives as a disk would).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from .config import APT_MOUNT, GUEST_MOUNT, STATE, Host
+from .net import drop_host_net, ensure_host_net
+from .util import LabError, log, run, wait_until
+
+FREEZER = Path("/sys/fs/cgroup/freezer/colo-lab")
+SSH_KEY = STATE / "ssh/id_ed25519"
+SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3"]
+
+
+def _dir(host: Host) -> Path:
+    return STATE / "hosts" / host.name
+
+
+def _root(host: Host) -> Path:
+    return _dir(host) / "root"
+
+
+def _cgroup(host: Host) -> Path:
+    return FREEZER / host.name
+
+
+def ensure_ssh_key() -> Path:
+    if not SSH_KEY.exists():
+        SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "colo-lab", "-f", str(SSH_KEY)])
+    return SSH_KEY
+
+
+def is_mounted(path: Path) -> bool:
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == str(path) for line in mounts)
+
+
+def mount_root(host: Host, image: Path) -> None:
+    root = _root(host)
+    if is_mounted(root):
+        return
+    for sub in ("upper", "work", "root"):
+        (_dir(host) / sub).mkdir(parents=True, exist_ok=True)
+    lower, upper, work = image / "rootfs", _dir(host) / "upper", _dir(host) / "work"
+    run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", str(root)])
+    _personalise(host, root)
+
+
+def _personalise(host: Host, root: Path) -> None:
+    """Give a host its identity once: name, machine id, ssh host keys, the lab's login key."""
+    if (root / "etc/machine-id").read_text().strip():
+        return
+    (root / "etc/hostname").write_text(f"{host.name}\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {host.name}\n")
+    run(["ssh-keygen", "-q", "-A", "-f", str(root)])
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    authorized = ssh_dir / "authorized_keys"
+    authorized.write_text(Path(f"{ensure_ssh_key()}.pub").read_text())
+    authorized.chmod(0o600)
+    (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
+
+
+def unmount_root(host: Host) -> None:
+    if is_mounted(_root(host)):
+        run(["umount", str(_root(host))])
+
+
+def _pidfile(host: Host) -> Path:
+    return _dir(host) / "nspawn.pid"
+
+
+def nspawn_pid(host: Host) -> int | None:
+    """The PID of the host's systemd-nspawn, only if it is really ours (not a reused PID)."""
+    try:
+        pid = int(_pidfile(host).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    # Right after the start the process is still the sh that joins the cgroup, with nspawn's argv.
+    if any(os.path.basename(arg) == b"systemd-nspawn" for arg in cmdline) and str(_root(host)).encode() in cmdline:
+        return pid
+    return None
+
+
+def cgroup_pids(host: Host) -> list[int]:
+    try:
+        return [int(p) for p in (_cgroup(host) / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+
+
+def boot(host: Host, image: Path, guest: Path) -> None:
+    """Boot the host if it is not running, and wait until it accepts ssh."""
+    if nspawn_pid(host) is None:
+        if cgroup_pids(host):  # leftovers of a run that lost its nspawn: power them off
+            kill_all(host)
+        ensure_host_net(host)
+        mount_root(host, image)
+        _cgroup(host).mkdir(parents=True, exist_ok=True)
+        argv = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
+                "-D", str(_root(host)), "-M", host.name, f"--network-namespace-path=/run/netns/{host.netns}",
+                "--bind=/dev/kvm", "--bind=/dev/net/tun", "--capability=all", "--private-users=no",
+                "--console=passive", f"--bind-ro={image / 'apt'}:{APT_MOUNT}", f"--bind-ro={guest}:{GUEST_MOUNT}"]
+        log_file = open(_dir(host) / "nspawn.log", "ab")
+        # Join the freezer cgroup first, so that every process of the host is in it.
+        proc = subprocess.Popen(["sh", "-c", f'echo $$ > {_cgroup(host)}/cgroup.procs && exec "$@"', "sh", *argv],
+                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                                env={**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"})
+        _pidfile(host).write_text(str(proc.pid))
+        log(f"{host.name}: booting (nspawn PID {proc.pid})")
+    wait_until(lambda: ssh(host, "true", check=False, timeout=5).returncode == 0 or _died(host), 90,
+               f"ssh on {host.name}")
+    if _died(host):
+        raise LabError(f"{host.name} stopped while booting; see {_dir(host) / 'nspawn.log'}")
+    state = ssh(host, "timeout 60 systemctl is-system-running --wait", check=False, timeout=70).stdout.strip()
+    if state != "running":
+        failed = ssh(host, "systemctl --failed --no-legend --plain", check=False).stdout.strip()
+        log(f"{host.name}: systemd says {state!r}; failed units: {failed or 'none'}")
+
+
+def _died(host: Host) -> bool:
+    return nspawn_pid(host) is None
+
+
+def ssh(host: Host, command: str, *, check: bool = True, timeout: float = 120, capture: bool = True,
+        ) -> subprocess.CompletedProcess:
+    argv = ["ssh", *SSH_OPTS, "-i", str(SSH_KEY), f"root@{host.address('mgmt0')}", command]
+    try:
+        result = subprocess.run(argv, text=True, capture_output=capture, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        if check:
+            raise LabError(f"{host.name}: {command!r} timed out after {timeout}s")
+        return subprocess.CompletedProcess(argv, 255, "", "timeout")
+    if check and result.returncode != 0:
+        raise LabError(f"{host.name}: {command!r} failed ({result.returncode}): {(result.stderr or '').strip()}")
+    return result
+
+
+def _freezer_state(host: Host, state: str) -> None:
+    path = _cgroup(host) / "freezer.state"
+    if not path.exists():
+        raise LabError(f"{host.name} is not running")
+    path.write_text(state)
+    wait_until(lambda: path.read_text().strip() == state, 10, f"{host.name} to become {state}")
+
+
+def freeze(host: Host) -> None:
+    if nspawn_pid(host) is None:
+        raise LabError(f"{host.name} is not running")
+    _freezer_state(host, "FROZEN")
+
+
+def thaw(host: Host) -> None:
+    _freezer_state(host, "THAWED")
+
+
+def is_frozen(host: Host) -> bool:
+    try:
+        return (_cgroup(host) / "freezer.state").read_text().strip() == "FROZEN"
+    except OSError:
+        return False
+
+
+def kill_all(host: Host) -> None:
+    """Every process of the host dies at the same instant: freeze, SIGKILL all, thaw."""
+    if not _cgroup(host).exists():
+        return
+    _freezer_state(host, "FROZEN")
+    for _ in range(50):
+        pids = cgroup_pids(host)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _freezer_state(host, "THAWED")
+        time.sleep(0.1)
+    if cgroup_pids(host):
+        raise LabError(f"{host.name}: processes survived SIGKILL: {cgroup_pids(host)}")
+    _cgroup(host).rmdir()
+
+
+def crash(host: Host) -> None:
+    """A power cut: all processes die at once; runtime network state is lost; the disk stays."""
+    if nspawn_pid(host) is None and not cgroup_pids(host):
+        raise LabError(f"{host.name} is not running")
+    kill_all(host)
+    _pidfile(host).unlink(missing_ok=True)
+    drop_host_net(host)
+    log(f"{host.name}: crashed (all processes killed, network state lost)")
+
+
+def shutdown(host: Host) -> None:
+    """An orderly poweroff; nspawn forwards SIGTERM as a shutdown request to the host's systemd."""
+    pid = nspawn_pid(host)
+    if pid is not None:
+        if is_frozen(host):
+            thaw(host)
+        os.kill(pid, signal.SIGTERM)
+        try:
+            wait_until(lambda: nspawn_pid(host) is None, 30, f"{host.name} to power off")
+        except LabError:
+            log(f"{host.name}: did not power off in 30s; cutting the power")
+    kill_all(host)
+    _pidfile(host).unlink(missing_ok=True)
+    drop_host_net(host)
+
+
+def status(host: Host) -> str:
+    if nspawn_pid(host) is None:
+        return "crashed" if cgroup_pids(host) else "stopped"
+    return "frozen" if is_frozen(host) else "running"

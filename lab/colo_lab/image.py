@@ -1,0 +1,120 @@
+"""The lab's cached artifacts: the host image with its local apt repository, and the test guest.
+
+Each is built once into CACHE under a name keyed by a hash of its recipe, so a changed recipe
+builds anew and an unchanged one is reused. Builds go to a temporary folder that is renamed
+into place only when complete, so an interrupted build never looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .config import APT_MOUNT, CACHE, REPO
+from .util import LabError, log, run
+
+MIRROR = "http://deb.debian.org/debian"
+SUITE = "trixie"
+
+# Baked into the host image: what a minimal Debian 13 server has, plus python3 for Ansible.
+HOST_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt",
+    "iproute2", "iputils-ping", "procps", "kmod", "netbase", "less",
+)
+# Served to the hosts by the local apt repository, not installed: the roles install them.
+REPO_SUITE = "trixie-backports"  # QEMU >= 11 (trixie's 10.0 is broken for COLO)
+REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "iptables")
+
+RECIPE_VERSION = 1  # bump when the build steps below change meaning
+
+
+def _recipe() -> dict:
+    return {"version": RECIPE_VERSION, "mirror": MIRROR, "suite": SUITE, "host": HOST_PACKAGES,
+            "repo_suite": REPO_SUITE, "repo": REPO_PACKAGES}
+
+
+def _key(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def image_dir() -> Path:
+    return CACHE / f"image-{_key(json.dumps(_recipe(), sort_keys=True).encode())}"
+
+
+def ensure_image() -> Path:
+    """Return the cached image folder (rootfs/ and apt/), building it on first use."""
+    final = image_dir()
+    if (final / "recipe.json").exists():
+        return final
+    started = time.monotonic()
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    rootfs = tmp / "rootfs"
+    rootfs.parent.mkdir(parents=True)
+    log(f"building the host image (Debian {SUITE}) in {final}; this takes a few minutes once")
+    run(["debootstrap", "--variant=minbase", f"--include={','.join(HOST_PACKAGES)}", SUITE, str(rootfs), MIRROR])
+    _fill_repo(rootfs, tmp / "apt")
+    _seal(rootfs)
+    (tmp / "recipe.json").write_text(json.dumps({**_recipe(), "build_seconds": round(time.monotonic() - started)}, indent=1))
+    tmp.rename(final)
+    log(f"host image ready after {time.monotonic() - started:.0f}s")
+    return final
+
+
+def _chroot(rootfs: Path, *argv: str) -> None:
+    run(["chroot", str(rootfs), "env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8", *argv])
+
+
+def _fill_repo(rootfs: Path, repo: Path) -> None:
+    """Download REPO_PACKAGES and every dependency the image lacks into a flat apt repository."""
+    sources = rootfs / "etc/apt/sources.list"
+    sources.write_text(f"deb {MIRROR} {SUITE} main\ndeb {MIRROR} {REPO_SUITE} main\n")
+    _chroot(rootfs, "apt-get", "update", "-q")
+    _chroot(rootfs, "apt-get", "install", "-q", "-y", "--download-only", "--no-install-recommends",
+            "-t", REPO_SUITE, *REPO_PACKAGES)
+    repo.mkdir()
+    archives = rootfs / "var/cache/apt/archives"
+    for deb in archives.glob("*.deb"):
+        shutil.move(str(deb), repo / deb.name)
+    if not any(repo.glob("qemu-system-x86_*.deb")):
+        raise LabError("the apt download did not bring qemu-system-x86; see the apt output above")
+    index = run(["dpkg-scanpackages", "--multiversion", "."], capture=True, cwd=repo).stdout
+    (repo / "Packages").write_text(index)
+
+
+def _seal(rootfs: Path) -> None:
+    """Leave an image that knows only the local repository and has no per-host identity."""
+    (rootfs / "etc/apt/sources.list").write_text(f"deb [trusted=yes] file:{APT_MOUNT} ./\n")
+    for stale in ("var/lib/apt/lists", "var/cache/apt/archives"):
+        for path in (rootfs / stale).glob("*"):
+            if path.is_file():
+                path.unlink()
+    for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (rootfs / "etc/machine-id").write_text("")
+    (rootfs / "etc/hostname").write_text("localhost\n")
+
+
+def guest_dir() -> Path:
+    """The test guest, built by lab/guest/build and cached by a hash of that folder's files."""
+    digest = hashlib.sha256()
+    source = REPO / "lab/guest"
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+    return CACHE / f"guest-{digest.hexdigest()[:12]}"
+
+
+def ensure_guest() -> Path:
+    final = guest_dir()
+    if (final / "guest.json").exists():
+        return final
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"building the test guest in {final}")
+    run([str(REPO / "lab/guest/build"), "--cache", str(CACHE / "downloads"), str(tmp)])
+    tmp.rename(final)
+    return final

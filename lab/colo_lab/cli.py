@@ -48,7 +48,7 @@ def cmd_up(_args) -> None:
     net.ensure_switches()
     for host in HOSTS:
         hosts.boot(host, image_dir, guest_dir)
-    path = write_inventory()
+    path = write_inventory(guest_dir)
     log(f"lab up in {time.monotonic() - started:.1f}s; inventory: {path}")
 
 

@@ -28,7 +28,7 @@ HOST_PACKAGES = (
 REPO_SUITE = "trixie-backports"  # QEMU >= 11 (trixie's 10.0 is broken for COLO)
 REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "iptables")
 
-RECIPE_VERSION = 1  # bump when the build steps below change meaning
+RECIPE_VERSION = 2  # bump when the build steps below change meaning
 
 
 def _recipe() -> dict:
@@ -85,6 +85,23 @@ def _fill_repo(rootfs: Path, repo: Path) -> None:
     (repo / "Packages").write_text(index)
 
 
+# nspawn leaves the machine's sysfs in the container, so /sys/class/net lists the machine's
+# devices (Ansible's facts would too). A sysfs mounted inside the host's own network namespace
+# shows its devices; bind its net folders over the stale ones.
+SYSFS_UNIT = """[Unit]
+Description=colo-lab: this host's network devices in /sys
+DefaultDependencies=no
+Before=sysinit.target network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -ec 'mkdir -p /run/colo-lab-sysfs; mount -t sysfs sysfs /run/colo-lab-sysfs; \\
+  mount --bind /run/colo-lab-sysfs/class/net /sys/class/net; \\
+  mount --bind /run/colo-lab-sysfs/devices/virtual/net /sys/devices/virtual/net'
+"""
+
+
 def _seal(rootfs: Path) -> None:
     """Leave an image that knows only the local repository and has no per-host identity."""
     (rootfs / "etc/apt/sources.list").write_text(f"deb [trusted=yes] file:{APT_MOUNT} ./\n")
@@ -95,6 +112,11 @@ def _seal(rootfs: Path) -> None:
     for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
     (rootfs / "etc/machine-id").write_text("")
+    unit = rootfs / "etc/systemd/system/colo-lab-sysfs.service"
+    unit.write_text(SYSFS_UNIT)
+    wants = rootfs / "etc/systemd/system/sysinit.target.wants"
+    wants.mkdir(exist_ok=True)
+    (wants / unit.name).symlink_to(f"/etc/systemd/system/{unit.name}")
     (rootfs / "etc/hostname").write_text("localhost\n")
 
 

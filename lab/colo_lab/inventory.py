@@ -14,13 +14,30 @@ INVENTORY = STATE / "inventory.yml"
 def _host_vars(host) -> dict:
     return {
         "ansible_host": host.address("mgmt0"),
-        "colo_client_nic": "eth0", "colo_client_address": host.address("eth0"),
+        "colo_client_nic": "eth0",
         "colo_forward_nic": "eth1", "colo_forward_address": host.address("eth1"),
         "colo_checkpoint_nic": "eth2", "colo_checkpoint_address": host.address("eth2"),
     }
 
 
-def write_inventory() -> Path:
+def _guest_vm(guest: dict) -> dict:
+    """The lab's test guest as a colo_vms entry (see the roles' argument specs)."""
+    return {
+        "name": "guest0",
+        "memory_mib": guest["memory_mib"],
+        "mac": GUEST_MAC,
+        "nic_model": guest["nic_model"],
+        "disk": "/var/lib/colo-ft/images/guest0.qcow2",
+        "disk_source": f"{GUEST_MOUNT}/{guest['disk']}",
+        "boot": "kernel",
+        "kernel": f"{GUEST_MOUNT}/{guest['kernel']}",
+        "initrd": f"{GUEST_MOUNT}/{guest['initrd']}",
+        "append": f"{guest['cmdline']} colo.ip={GUEST_ADDR}/24",
+        "accel": "tcg",  # /dev/kvm here is a paravirtual KVM that stock guest kernels fail on
+    }
+
+
+def write_inventory(guest_dir: Path) -> Path:
     groups: dict = {}
     for host in HOSTS:
         groups.setdefault(host.group, {"hosts": {}})["hosts"][host.name] = _host_vars(host)
@@ -30,10 +47,11 @@ def write_inventory() -> Path:
             "ansible_ssh_private_key_file": str(SSH_KEY),
             "ansible_ssh_common_args": " ".join(SSH_OPTS[:6]),  # no host-key checks for throw-away hosts
             "ansible_python_interpreter": "/usr/bin/python3",
-            "colo_lab": True,
-            "colo_lab_guest_dir": GUEST_MOUNT,
+            # The hosts' only package source is the lab's repository, which holds QEMU 11.
+            "colo_host_enable_backports": False,
+            "colo_host_qemu_release": "",
+            "colo_vms": [_guest_vm(json.loads((guest_dir / "guest.json").read_text()))],
             "colo_lab_guest_address": GUEST_ADDR,
-            "colo_lab_guest_mac": GUEST_MAC,
         },
         "children": groups,
     }}

@@ -6,11 +6,14 @@ uses it too; test_zz_lab_down.py, kept last, takes it down and checks that nothi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
+from colo_lab.config import CLIENT_NS, GUEST_ADDR
 from colo_lab.inventory import INVENTORY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,3 +63,43 @@ def ansible(*argv: str, check: bool = True, timeout: float = 1800) -> subprocess
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+@contextlib.contextmanager
+def client_netns():
+    """Run the body in the client namespace: sockets made here stay there, even after the block."""
+    with open("/proc/thread-self/ns/net") as home, open(f"/run/netns/{CLIENT_NS}") as client:
+        os.setns(client.fileno(), os.CLONE_NEWNET)
+        try:
+            yield
+        finally:
+            os.setns(home.fileno(), os.CLONE_NEWNET)
+
+
+def http_get(path: str, timeout: float = 10) -> str:
+    """GET from the test guest, as a client on the client switch."""
+    with client_netns():
+        with urllib.request.urlopen(f"http://{GUEST_ADDR}{path}", timeout=timeout) as reply:
+            return reply.read().decode()
+
+
+def wait_http(path: str = "/", timeout: float = 120) -> str:
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return http_get(path, timeout=5)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def recap(output: str) -> dict:
+    """PLAY RECAP counters per host from ansible-playbook's output."""
+    counts = {}
+    for line in output.splitlines():
+        if " : ok=" in line:
+            host, rest = line.split(" : ", 1)
+            counts[host.strip()] = {k: int(v) for k, v in (kv.split("=") for kv in rest.split())}
+    return counts

@@ -1,0 +1,1 @@
+"""colo.ft lab tooling."""

@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# Copyright: colo.ft contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation shared by the colo.ft modules."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Options of every colo.ft module (colo.ft.colo).
+    DOCUMENTATION = r"""
+options:
+  name:
+    description:
+      - Name of the VM. It names the state directory O(state_root)/O(name), the QEMU C(-name) and
+        the systemd unit C(colo-ft-<name>).
+      - The same name is used for the VM on both hosts of a pair.
+    type: str
+    required: true
+  state_root:
+    description:
+      - Directory holding one state directory per VM (QMP socket, pidfile, logs and C(spec.json),
+        the description the VM was started with).
+      - Modules other than M(colo.ft.vm) read the VM description from there, so they need only O(name).
+    type: path
+    default: /run/colo-ft
+notes:
+  - QEMU serves one QMP client at a time, so the modules keep their QMP connections short; do not keep
+    another QMP client connected to the VM while they run.
+  - Runtime errors (refused QEMU, invalid description, failed QMP command) fail the task with a message
+    that says what went wrong and, where possible, what to do.
+requirements:
+  - QEMU >= 11 with COLO (the C(replication) block driver, C(colo-compare), the C(x-colo) migration capability)
+    on the managed host; 11.1.3 is tested.
+  - C(ip) (iproute2) on the managed host.
+"""
+
+    # The VM description (colo.ft.colo.vm_spec), used by colo.ft.vm.
+    VM_SPEC = r"""
+options:
+  memory_mib:
+    description: Guest memory in MiB.
+    type: int
+    default: 256
+  vcpus:
+    description: Number of virtual CPUs.
+    type: int
+    default: 1
+  disk:
+    description:
+      - Absolute path of the guest's disk image. On the secondary it is the copy that the primary resyncs
+        over NBD before protection starts.
+      - Required with O(state=started).
+    type: path
+  disk_format:
+    description: Format of O(disk).
+    type: str
+    choices: [qcow2, raw]
+    default: qcow2
+  disk_device:
+    description: QEMU device model of the guest disk.
+    type: str
+    default: virtio-blk-pci
+  mac:
+    description:
+      - MAC address of the guest NIC, for example V(52:54:00:13:01:10). Must be the same on both hosts.
+      - Required with O(state=started).
+    type: str
+  nic_model:
+    description: QEMU device model of the guest NIC. V(e1000) avoids the vnet header handling that virtio-net needs.
+    type: str
+    default: e1000
+  boot:
+    description: Boot a kernel image given by O(kernel) (V(kernel)), or the disk (V(disk)).
+    type: str
+    choices: [kernel, disk]
+    default: kernel
+  kernel:
+    description: Absolute path of the guest kernel; required with O(boot=kernel).
+    type: path
+  initrd:
+    description: Absolute path of the guest initrd (with O(boot=kernel)).
+    type: path
+  append:
+    description: Kernel command line (with O(boot=kernel)).
+    type: str
+    default: ''
+  accel:
+    description:
+      - Accelerator. V(auto) means TCG, because a C(/dev/kvm) can exist and still fail stock guest kernels
+        (paravirtual KVM); V(kvm) must be asked for.
+    type: str
+    choices: [auto, kvm, tcg]
+    default: auto
+  machine:
+    description: QEMU machine type.
+    type: str
+    default: pc
+  cpu:
+    description: QEMU CPU model (C(-cpu)); QEMU's default when unset.
+    type: str
+  bridge:
+    description:
+      - Bridge the guest's tap joins. Unset leaves the tap on no bridge.
+      - On the secondary this is usually an isolated bridge; M(colo.ft.failover) moves the tap to the client bridge.
+    type: str
+  tap:
+    description: Name of the guest's tap device; default C(colo-<name>), shortened with a hash to 15 characters.
+    type: str
+  forward_address:
+    description:
+      - The primary's address on the forward link. The primary's proxy listens there (mirror and compare ports)
+        and the secondary connects to it.
+      - Required for O(role=primary) and O(role=secondary).
+    type: str
+  checkpoint_address:
+    description:
+      - The secondary's address on the checkpoint link, where its NBD server and the incoming migration listen.
+      - Needed by M(colo.ft.checkpoint) (it is the default of its O(colo.ft.checkpoint#module:secondary_address)).
+    type: str
+  port_base:
+    description:
+      - First of the four COLO ports; mirror is O(port_base), compare O(port_base)+1, migration O(port_base)+2,
+        NBD O(port_base)+3. Unset gives QEMU's documented ports 9003, 9004, 9998, 9999.
+    type: int
+  mirror_port:
+    description: Port of the primary's mirror chardev (overrides O(port_base)).
+    type: int
+  compare_port:
+    description: Port of the primary's compare chardev (overrides O(port_base)).
+    type: int
+  migration_port:
+    description: Port of the secondary's incoming migration (overrides O(port_base)).
+    type: int
+  nbd_port:
+    description: Port of the secondary's NBD server (overrides O(port_base)).
+    type: int
+  active_disk:
+    description:
+      - Secondary only. The active overlay; default C(active.qcow2) in the VM's state directory (tmpfs under C(/run)).
+      - It takes every write between two checkpoints, so keep it on tmpfs or ramfs.
+    type: path
+  hidden_disk:
+    description: Secondary only. The hidden overlay; default C(hidden.qcow2) in the VM's state directory.
+    type: path
+  qemu_binary:
+    description: QEMU system emulator to run (name in E(PATH) or absolute path).
+    type: str
+    default: qemu-system-x86_64
+  extra_args:
+    description: Extra QEMU arguments, one list element per argv element, appended to the command line.
+    type: list
+    elements: str
+    default: []
+"""
+
+    # colo-compare tuning (colo.ft.colo.compare).
+    COMPARE = r"""
+options:
+  compare_timeout:
+    description:
+      - Milliseconds a packet of the primary waits for its twin from the secondary before colo-compare releases it
+        (QEMU's default is 3000). Applied when C(comp0) is created.
+    type: int
+  expired_scan_cycle:
+    description: Milliseconds between colo-compare's scans for expired packets (QEMU's default is 3000).
+    type: int
+  max_queue_size:
+    description: Packets colo-compare queues per connection (QEMU's default is 1024).
+    type: int
+"""
+
+    # Module attributes (colo.ft.colo.attributes).
+    ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+"""

@@ -1,0 +1,400 @@
+"""Starting and stopping COLO checkpointing (QEMU migration in x-colo mode).
+
+protect() is the measured "protect a running primary" sequence of
+colo-facts.md: prepare the secondary (capabilities, NBD export, incoming
+migration), resync its disk, attach the replication child, migrate; then
+wait until both sides report COLO. Checkpoint statistics come from the
+primary's STOP/RESUME events (one pair per checkpoint = its pause).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ansible_collections.colo.ft.plugins.module_utils.colo import proxy, replication
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
+    ColoError,
+    QMPConnectionError,
+    QMPTimeout,
+    UnsupportedQemu,
+)
+from ansible_collections.colo.ft.plugins.module_utils.colo.guard import QemuVersion, version_problems
+from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
+
+MIGRATION_PORT = 9998
+# QEMU's default is 20000 ms: a checkpoint every 2 s kept pauses short in the lab.
+DEFAULT_CHECKPOINT_DELAY_MS = 2000
+# query-migrate states of a migration still under way.
+MIGRATING = ("setup", "active", "device", "pre-switchover", "wait-unplug", "postcopy-active")
+BOOT_UNDER_COLO_WARNING = (
+    "booting a guest under COLO is unreliable under TCG with QEMU 11.1.3: the secondary's "
+    "guest kernel was corrupted in 11 of 15 runs (stale translated code after a checkpoint load); "
+    "prefer protecting a running guest"
+)
+
+
+# -- capabilities and parameters ---------------------------------------------------
+
+
+def colo_capabilities(version: tuple[int, int, int]) -> dict[str, bool]:
+    """Migration capabilities COLO needs on this QEMU (same on both sides)."""
+    if version[:2] in ((10, 0), (10, 1)):
+        raise UnsupportedQemu(version_problems(QemuVersion(*version))[0][0])
+    if version >= (10, 2, 0):
+        # QEMU 11: "Capability 'x-colo' requires capability 'return-path'".
+        return {"x-colo": True, "return-path": True}
+    # Older QEMU does not need it, and 10.0 broke with it ("invalid message 0x0000").
+    return {"x-colo": True}
+
+
+def check_version(qmp: QMPClient, allow_unsupported: bool = False) -> list[str]:
+    """Refuse a QEMU known to fail COLO (guard.py's policy); returns warnings."""
+    problems, warnings = version_problems(QemuVersion(*qmp.version))
+    if problems and not allow_unsupported:
+        raise UnsupportedQemu("; ".join(problems))
+    return [f"UNSAFE override: {p}" for p in problems] + warnings
+
+
+def set_capabilities(qmp: QMPClient) -> list[str]:
+    want = colo_capabilities(qmp.version)
+    have = {c["capability"]: c["state"] for c in qmp.execute("query-migrate-capabilities")}
+    todo = [{"capability": k, "state": v} for k, v in want.items() if have.get(k) != v]
+    if not todo:
+        return []
+    # All in one call: QEMU checks x-colo and return-path together.
+    qmp.execute("migrate-set-capabilities", {"capabilities": [{"capability": k, "state": v} for k, v in want.items()]})
+    return ["migrate-set-capabilities " + " ".join(f"{t['capability']}={'on' if t['state'] else 'off'}" for t in todo)]
+
+
+def set_parameters(qmp: QMPClient, checkpoint_delay_ms: int = DEFAULT_CHECKPOINT_DELAY_MS, **extra: Any) -> list[str]:
+    """x-checkpoint-delay plus any other migration parameter (keys as QEMU spells them)."""
+    want = {"x-checkpoint-delay": checkpoint_delay_ms, **{k.replace("_", "-"): v for k, v in extra.items()}}
+    have = qmp.execute("query-migrate-parameters")
+    todo = {k: v for k, v in want.items() if have.get(k) != v}
+    if not todo:
+        return []
+    qmp.execute("migrate-set-parameters", todo)
+    return [f"migrate-set-parameters {k}={v}" for k, v in todo.items()]
+
+
+# -- state ---------------------------------------------------------------------------
+
+
+def colo_status(qmp: QMPClient) -> dict[str, str]:
+    """query-colo-status: mode (none/primary/secondary), last-mode, reason."""
+    return qmp.execute("query-colo-status")
+
+
+def migrate_status(qmp: QMPClient) -> str:
+    return qmp.execute("query-migrate").get("status", "none")
+
+
+def in_colo(qmp: QMPClient, mode: str) -> bool:
+    return colo_status(qmp)["mode"] == mode and migrate_status(qmp) == "colo"
+
+
+def wait_colo(primary: QMPClient, secondary: QMPClient | None, timeout: float = 60.0) -> float:
+    """Wait until the primary (and the secondary, if given) run COLO; returns seconds waited."""
+    start = time.monotonic()
+    while True:
+        info = primary.execute("query-migrate")
+        st = info.get("status", "none")
+        if st in ("failed", "cancelled"):
+            raise ColoError(f"migration to the secondary {st}: {info.get('error-desc', 'no reason given')}")
+        # COLO reports "primary" a moment before the guest is resumed.
+        ok = st == "colo" and colo_status(primary)["mode"] == "primary" and primary.execute("query-status")["running"]
+        if ok and secondary is not None:
+            ok = in_colo(secondary, "secondary")
+        if ok:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise ColoError(f"COLO not running after {timeout:g}s (primary migration status {st})")
+        time.sleep(0.05)
+
+
+# -- checkpoint statistics -------------------------------------------------------------
+
+
+@dataclass
+class CheckpointStats:
+    """Checkpoints seen in a window: each is a STOP..RESUME pause of the primary."""
+
+    window_s: float = 0.0
+    pauses_ms: list[float] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.pauses_ms)
+
+    @property
+    def p50_ms(self) -> float | None:
+        return statistics.median(self.pauses_ms) if self.pauses_ms else None
+
+    @property
+    def max_ms(self) -> float | None:
+        return max(self.pauses_ms) if self.pauses_ms else None
+
+    @property
+    def per_second(self) -> float | None:
+        return self.count / self.window_s if self.window_s > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_s": _round(self.window_s),
+            "count": self.count,
+            "pause_p50_ms": _round(self.p50_ms),
+            "pause_max_ms": _round(self.max_ms),
+            "per_second": _round(self.per_second),
+        }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def pauses_from_events(events: list[dict[str, Any]], since: float = 0.0, until: float | None = None) -> list[float]:
+    """Pause (ms) of every STOP followed by RESUME, by QEMU's event timestamps."""
+    pauses: list[float] = []
+    stopped: float | None = None
+    for ev in events:
+        t = QMPClient.event_time(ev)
+        if t < since or (until is not None and t > until):
+            continue
+        if ev.get("event") == "STOP":
+            stopped = t
+        elif ev.get("event") == "RESUME" and stopped is not None:
+            pauses.append((t - stopped) * 1000.0)
+            stopped = None
+    return pauses
+
+
+def sample_checkpoints(qmp: QMPClient, seconds: float) -> CheckpointStats:
+    """Watch the primary for `seconds` and report the checkpoints it made."""
+    start = time.time()
+    end = start + seconds
+    while time.time() < end:
+        qmp.events()  # keeps the socket drained; events stay buffered
+        time.sleep(min(0.1, max(0.0, end - time.time())))
+    evs = [e for e in qmp.events() if e.get("event") in ("STOP", "RESUME")]
+    return CheckpointStats(seconds, pauses_from_events(evs, since=start, until=end))
+
+
+# -- protect ------------------------------------------------------------------------------
+
+
+@dataclass
+class ProtectResult:
+    actions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    duration_s: float = 0.0  # whole protect call
+    resync_s: float | None = None  # drive-mirror start -> job ended (guest paused at its end)
+    colo_after_migrate_s: float | None = None  # migrate -> both sides in COLO
+    guest_pause_ms: float | None = None  # primary's STOP -> RESUME around the switch to COLO
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "changed": self.changed}
+
+
+def prepare_secondary(
+    secondary: QMPClient,
+    checkpoint_host: str,
+    nbd_port: int = replication.NBD_PORT,
+    migration_port: int = MIGRATION_PORT,
+) -> list[str]:
+    """Capabilities, NBD export, and the incoming migration if QEMU was started
+    with -incoming defer. Actions are prefixed "secondary: "."""
+    if colo_status(secondary)["mode"] == "secondary":
+        return []
+    done = set_capabilities(secondary)
+    done += replication.ensure_nbd_export(secondary, checkpoint_host, nbd_port)
+    info = secondary.execute("query-migrate")
+    if secondary.execute("query-status")["status"] != "inmigrate":
+        raise ColoError("the secondary QEMU is not waiting for an incoming migration (start it with -incoming)")
+    if not info.get("socket-address"):  # -incoming defer and not listening yet
+        uri = f"tcp:{_host(checkpoint_host)}:{migration_port}"
+        secondary.execute("migrate-incoming", {"uri": uri})
+        done.append(f"migrate-incoming {uri}")
+    return [f"secondary: {a}" for a in done]
+
+
+def _host(h: str) -> str:
+    return f"[{h}]" if ":" in h else h
+
+
+def protect(
+    primary: QMPClient,
+    secondary: QMPClient,
+    checkpoint_host: str,
+    nbd_port: int = replication.NBD_PORT,
+    migration_port: int = MIGRATION_PORT,
+    checkpoint_delay_ms: int = DEFAULT_CHECKPOINT_DELAY_MS,
+    parameters: dict[str, Any] | None = None,
+    timeout: float = 600.0,
+    allow_unsupported: bool = False,
+    progress: replication.Progress | None = None,
+    proxy_spec: VMSpec | None = None,
+    compare: proxy.CompareOptions | None = None,
+) -> ProtectResult:
+    """Make a running primary fault tolerant with a freshly started secondary.
+
+    checkpoint_host is the secondary's address on the checkpoint link (NBD
+    and migration listen there). The guest keeps running except for the
+    short stop between the end of the disk copy and the start of COLO.
+    proxy_spec: hot-add the proxy objects a primary of this spec has (for a VM
+    not started as primary: re-protection); added while the guest is paused,
+    as colo-compare would hold every packet until its timeout without a
+    running secondary.
+    """
+    t0 = time.monotonic()
+    res = ProtectResult()
+    res.warnings += check_version(primary, allow_unsupported)
+    check_version(secondary, allow_unsupported)
+    if primary.version != secondary.version:
+        res.warnings.append(f"QEMU versions differ: primary {primary.version}, secondary {secondary.version}")
+    if colo_status(primary)["mode"] == "secondary":
+        raise ColoError("this VM is a COLO secondary: protect() runs on the primary")
+    if in_colo(primary, "primary"):
+        res.duration_s = time.monotonic() - t0
+        return res
+    run = primary.execute("query-status")
+    if migrate_status(primary) in MIGRATING:
+        # An earlier call got as far as migrate: only the wait is left.
+        res.colo_after_migrate_s = wait_colo(primary, secondary, timeout)
+        res.duration_s = time.monotonic() - t0
+        return res
+    if run["status"] not in ("running", "paused"):
+        raise ColoError(f"the primary is {run['status']}, not running")
+    res.actions += prepare_secondary(secondary, checkpoint_host, nbd_port, migration_port)
+    was_running = run["running"]
+    wall = time.time()
+    t = time.monotonic()
+    try:
+        res.actions += replication.resync(primary, checkpoint_host, nbd_port, timeout=timeout, progress=progress)
+        res.resync_s = time.monotonic() - t
+        res.actions += replication.attach(primary, checkpoint_host, nbd_port)
+        if proxy_spec is not None:
+            res.actions += proxy.add_primary(primary, proxy_spec, compare)
+        res.actions += set_capabilities(primary)
+        res.actions += set_parameters(primary, checkpoint_delay_ms, **(parameters or {}))
+        uri = f"tcp:{_host(checkpoint_host)}:{migration_port}"
+        primary.execute("migrate", {"uri": uri})
+        res.actions.append(f"migrate {uri}")
+    except Exception:
+        _undo_protect(primary, was_running, proxy_spec is not None)
+        raise
+    try:
+        res.colo_after_migrate_s = wait_colo(primary, secondary, timeout)
+    except ColoError:
+        # A failed migration leaves the (stopped) source paused: resume it alone.
+        if migrate_status(primary) in ("failed", "cancelled"):
+            _undo_protect(primary, was_running, proxy_spec is not None)
+        raise
+    pauses = pauses_from_events([e for e in primary.events() if e.get("event") in ("STOP", "RESUME")], since=wall)
+    res.guest_pause_ms = pauses[0] if pauses else None
+    res.duration_s = time.monotonic() - t0
+    return res
+
+
+def _undo_protect(primary: QMPClient, was_running: bool, drop_proxy: bool) -> None:
+    """Best effort: no half-attached replication or idle proxy, guest running again."""
+    try:
+        replication.detach(primary)
+        if drop_proxy:
+            proxy.remove_primary(primary)
+        if was_running and not primary.execute("query-status")["running"]:
+            primary.execute("cont")
+    except ColoError:
+        pass  # the original error matters more
+
+
+def boot_under_colo(
+    primary: QMPClient,
+    secondary: QMPClient,
+    checkpoint_host: str,
+    nbd_port: int = replication.NBD_PORT,
+    migration_port: int = MIGRATION_PORT,
+    checkpoint_delay_ms: int = DEFAULT_CHECKPOINT_DELAY_MS,
+    parameters: dict[str, Any] | None = None,
+    timeout: float = 120.0,
+    allow_unsupported: bool = False,
+) -> ProtectResult:
+    """Opt-in: start COLO before the guest boots (primary started with -S).
+
+    Both disks must already be identical (copies of one image), so no resync.
+    """
+    t0 = time.monotonic()
+    res = ProtectResult(warnings=[BOOT_UNDER_COLO_WARNING])
+    res.warnings += check_version(primary, allow_unsupported)
+    check_version(secondary, allow_unsupported)
+    if in_colo(primary, "primary"):
+        return res
+    status = primary.execute("query-status")["status"]
+    if status != "prelaunch":
+        raise ColoError(f"boot under COLO needs a primary started with -S (it is {status}); use protect()")
+    res.actions += prepare_secondary(secondary, checkpoint_host, nbd_port, migration_port)
+    res.actions += replication.attach(primary, checkpoint_host, nbd_port)
+    res.actions += set_capabilities(primary)
+    res.actions += set_parameters(primary, checkpoint_delay_ms, **(parameters or {}))
+    uri = f"tcp:{_host(checkpoint_host)}:{migration_port}"
+    primary.execute("migrate", {"uri": uri})
+    res.actions.append(f"migrate {uri}")
+    res.colo_after_migrate_s = wait_colo(primary, secondary, timeout)
+    res.duration_s = time.monotonic() - t0
+    return res
+
+
+# -- stop ------------------------------------------------------------------------------
+
+
+def release_primary(primary: QMPClient) -> list[str]:
+    """The primary drops its secondary and leaves COLO, guest running.
+
+    Order of colo-facts.md: replication child, proxy objects, then
+    x-colo-lost-heartbeat; without it the primary holds packets until
+    colo-compare's timeout.
+    """
+    done = replication.detach(primary)
+    done += proxy.remove_primary(primary)
+    if colo_status(primary)["mode"] == "primary":
+        primary.execute("x-colo-lost-heartbeat")
+        done.append("x-colo-lost-heartbeat")
+        wait_mode_none(primary)
+    return done
+
+
+def wait_mode_none(qmp: QMPClient, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while colo_status(qmp)["mode"] != "none":
+        if time.monotonic() > end:
+            raise ColoError(f"QEMU still in COLO {timeout:g}s after x-colo-lost-heartbeat")
+        time.sleep(0.02)
+
+
+def stop_protection(primary: QMPClient, secondary: QMPClient | None = None) -> list[str]:
+    """End COLO on purpose: the secondary QEMU quits first (so it can never take
+    over), then the primary carries on alone."""
+    if colo_status(primary)["mode"] == "secondary":
+        raise ColoError("stop_protection() runs on the primary; this VM is the COLO secondary")
+    done: list[str] = []
+    if secondary is not None:
+        try:
+            mode: str | None = colo_status(secondary)["mode"]
+        except (QMPConnectionError, QMPTimeout):
+            mode = None  # already gone
+        if mode == "primary":
+            raise ColoError("the VM given as secondary is a COLO primary; refusing to quit it")
+        if mode is not None:
+            try:
+                secondary.execute("quit")
+            except QMPConnectionError:
+                pass  # QEMU may close the socket before answering
+            done.append("quit secondary")
+    done += release_primary(primary)
+    return done

@@ -1,0 +1,154 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: colo.ft contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: failover
+short_description: Fail a COLO pair over to the surviving side
+version_added: 0.1.0
+description:
+  - Runs on the B(survivor) of a COLO pair; O(lost) says which side died.
+  - O(lost=primary), on the secondary host. The secondary takes over the guest. It stops the NBD server, sends
+    C(x-colo-lost-heartbeat), removes the redirector filters and their chardevs, moves the guest's tap from the
+    isolated bridge to the client bridge and announces the guest's MAC.
+  - O(lost=secondary), on the primary host. The primary stops waiting for its secondary. It drops the replication child
+    and the proxy objects, then sends C(x-colo-lost-heartbeat); without this the primary would release packets
+    only at colo-compare's timeout.
+  - Refuses on the wrong side (for example O(lost=primary) on the primary). A second run finds nothing left to do
+    and reports no change.
+  - Resume protection afterwards with M(colo.ft.checkpoint) O(colo.ft.checkpoint#module:state=protected) and a newly
+    started secondary.
+author:
+  - colo.ft maintainers (@colo-ft)
+extends_documentation_fragment:
+  - colo.ft.colo
+  - colo.ft.colo.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  lost:
+    description: Which side died. The module runs on the other one.
+    type: str
+    choices: [primary, secondary]
+    required: true
+  client_bridge:
+    description:
+      - With O(lost=primary), the bridge the promoted secondary's tap is moved to (the clients' bridge).
+      - Set to an empty string to leave the tap where it is.
+    type: str
+    default: br0
+  isolated_bridge:
+    description:
+      - With O(lost=primary), the bridge the secondary's tap is expected on. A tap found on another bridge
+        (neither this one nor O(client_bridge)) is refused rather than moved.
+    type: str
+    default: br1
+  announce:
+    description: With O(lost=primary), send C(announce-self) (gratuitous ARP/RARP) so switches learn the guest's new port.
+    type: bool
+    default: true
+seealso:
+  - module: colo.ft.checkpoint
+  - module: colo.ft.info
+"""
+
+EXAMPLES = r"""
+- name: The primary host died; take over on the secondary
+  colo.ft.failover:
+    name: guest1
+    lost: primary
+    client_bridge: br0
+    isolated_bridge: br1
+  delegate_to: colo-b
+
+- name: The secondary host died; the primary carries on alone
+  colo.ft.failover:
+    name: guest1
+    lost: secondary
+  delegate_to: colo-a
+"""
+
+RETURN = r"""
+actions:
+  description: Steps taken; empty when nothing had to change (and always in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: ["nbd-server-stop", "x-colo-lost-heartbeat", "object-del f2", "object-del f1", "chardev-remove red1",
+           "chardev-remove red0", "ip link set colo-guest1 master br0 (was br1)", "announce-self"]
+colo:
+  description: COLO state after the task (see M(colo.ft.checkpoint)).
+  returned: always
+  type: dict
+duration_s:
+  description: Seconds the failover took on the QEMU side (QMP commands and tap move).
+  returned: always
+  type: float
+  sample: 0.06
+"""
+
+import time
+
+from ansible_collections.colo.ft.plugins.module_utils.colo import failover
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
+from ansible_collections.colo.ft.plugins.module_utils.module_base import (
+    ColoModule,
+    check_secondary_lost_side,
+    colo_summary,
+    predict_primary_lost,
+    predict_release,
+    snapshot,
+)
+
+
+def run(module: ColoModule) -> dict:
+    p = module.params
+    spec, dummy = module.load_spec()
+    client_bridge = p["client_bridge"] or None
+    result: dict = {"changed": False, "actions": [], "duration_s": 0.0}
+    with module.qmp(spec) as qmp:
+        t0 = time.monotonic()
+        snap = snapshot(qmp)
+        if p["lost"] == "primary":
+            try:
+                tap_bridge = failover.bridge_of(spec.tap_name) if client_bridge else None
+            except ColoError as exc:
+                raise ColoError(f"cannot move the guest's tap to {client_bridge}: {exc}") from None
+            changed = predict_primary_lost(snap, tap_bridge, client_bridge)
+            if changed and not module.check_mode:
+                result["actions"] = failover.primary_lost(
+                    qmp, tap=spec.tap_name if client_bridge else None, client_bridge=client_bridge,
+                    isolated_bridge=p["isolated_bridge"] or None, announce=p["announce"])
+                changed = bool(result["actions"])
+        else:
+            check_secondary_lost_side(snap)
+            changed = predict_release(snap)
+            if changed and not module.check_mode:
+                result["actions"] = failover.secondary_lost(qmp)
+                changed = bool(result["actions"])
+        result["duration_s"] = round(time.monotonic() - t0, 3)
+        result["changed"] = changed
+        result["colo"] = colo_summary(snap if module.check_mode else snapshot(qmp))
+    return result
+
+
+def main() -> None:
+    module = ColoModule(
+        argument_spec={
+            "lost": {"type": "str", "required": True, "choices": ["primary", "secondary"]},
+            "client_bridge": {"type": "str", "default": "br0"},
+            "isolated_bridge": {"type": "str", "default": "br1"},
+            "announce": {"type": "bool", "default": True},
+        },
+    )
+    module.run(lambda: run(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,417 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: colo.ft contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: info
+short_description: QEMU's COLO support and the COLO state of the VMs on a host
+version_added: 0.1.0
+description:
+  - Reports whether the QEMU on the host can run COLO (version policy and compiled-in features) and, for every VM
+    started by M(colo.ft.vm) under O(state_root) (or only O(name)), its role and COLO mode, run state, migration
+    status, replication state and, with O(sample_seconds), the checkpoints made and the guest pauses they caused.
+  - Works, and reports it, when QEMU is not installed or when no VM runs.
+  - Sets the fact C(colo_ft) to the same data.
+author:
+  - colo.ft maintainers (@colo-ft)
+extends_documentation_fragment:
+  - colo.ft.colo
+  - colo.ft.colo.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  name:
+    description: Report only this VM. Default is every VM found under O(state_root).
+    required: false
+  sample_seconds:
+    description:
+      - Seconds to watch each running VM's QMP events to count checkpoints (one C(STOP)/C(RESUME) pair each)
+        and measure the pauses. V(0) skips the sampling (checkpoint figures are V(null)).
+      - VMs are sampled in parallel.
+    type: float
+    default: 0
+  qemu_binary:
+    description: The QEMU binary whose version and features are reported.
+    type: str
+    default: qemu-system-x86_64
+  probe_features:
+    description:
+      - Report QEMU's COLO features. They are read over QMP from a running VM, or else from a short-lived
+        C(-machine none) QEMU that is started and stopped for this.
+    type: bool
+    default: true
+seealso:
+  - module: colo.ft.vm
+  - module: colo.ft.checkpoint
+"""
+
+EXAMPLES = r"""
+- name: COLO state of every VM on the host, checkpoints counted for 10 s
+  colo.ft.info:
+    sample_seconds: 10
+  register: colo
+
+- name: The primary runs COLO and checkpoints
+  ansible.builtin.assert:
+    that:
+      - colo.vms.guest1.mode == 'primary'
+      - colo.vms.guest1.migration_status == 'colo'
+      - colo.vms.guest1.checkpoints > 0
+
+- name: Refuse hosts whose QEMU cannot run COLO
+  ansible.builtin.assert:
+    that: ansible_facts.colo_ft.qemu.supported
+    fail_msg: "{{ ansible_facts.colo_ft.qemu.reason }}"
+"""
+
+RETURN = r"""
+qemu:
+  description: The QEMU binary of the host.
+  returned: always
+  type: dict
+  contains:
+    binary:
+      description: The binary probed.
+      type: str
+      sample: qemu-system-x86_64
+    installed:
+      description: Whether the binary was found and answered C(--version).
+      type: bool
+    version:
+      description: Its version (with the package version), V(null) if not installed.
+      type: str
+      sample: 11.1.3 (Debian 1:11.1.3+ds-1~bpo13+1)
+    supported:
+      description: Whether colo.ft would run COLO with it (version policy and, when probed, features).
+      type: bool
+    reason:
+      description: Why it is (not) supported, in a sentence.
+      type: str
+      sample: QEMU 10.0.13 is known broken for COLO ...
+    warnings:
+      description: Allowed but worth saying (untested version).
+      type: list
+      elements: str
+    features:
+      description: COLO pieces found; V(null) when not probed (QEMU missing or O(probe_features=false)).
+      type: dict
+      contains:
+        replication:
+          description: The C(replication) block driver.
+          type: bool
+        colo_compare:
+          description: The C(colo-compare) object.
+          type: bool
+        x_colo:
+          description: The C(x-colo) migration capability.
+          type: bool
+        lost_heartbeat:
+          description: The C(x-colo-lost-heartbeat) command.
+          type: bool
+        source:
+          description: V(vm:<name>) (read from a running VM) or V(probe) (a C(-machine none) QEMU).
+          type: str
+vms:
+  description: Per VM name, its state. Empty when no VM was started under O(state_root).
+  returned: always
+  type: dict
+  sample:
+    guest1:
+      role: primary
+      mode: primary
+      last_mode: none
+      reason: none
+      running: true
+      run_state: running
+      migration_status: colo
+      checkpoints: 7
+      pause_p50_ms: 81.2
+      pause_max_ms: 140.3
+      replication: attached
+      pid: 1234
+  contains:
+    role:
+      description: V(primary)/V(secondary) while in COLO; after it V(standalone), or V(primary-unprotected) with a
+        replication child but no COLO. V(null) when not running.
+      type: str
+    recorded_role:
+      description: The role M(colo.ft.vm) started it in.
+      type: str
+    mode:
+      description: COLO mode (C(query-colo-status)) V(none), V(primary) or V(secondary).
+      type: str
+    last_mode:
+      description: COLO mode before the last failover.
+      type: str
+    reason:
+      description: Why COLO ended (V(none), V(request), V(error)).
+      type: str
+    running:
+      description: Whether its QEMU process runs.
+      type: bool
+    pid:
+      description: PID of its QEMU.
+      type: int
+    run_state:
+      description: QEMU's run state (C(query-status)).
+      type: str
+    migration_status:
+      description: C(query-migrate) status, V(colo) while COLO runs.
+      type: str
+    checkpoints:
+      description: Checkpoints seen during O(sample_seconds) (V(null) without sampling).
+      type: int
+    checkpoints_per_second:
+      description: Checkpoints per second during the sample.
+      type: float
+    pause_p50_ms:
+      description: Median guest pause per checkpoint in ms.
+      type: float
+    pause_max_ms:
+      description: Longest guest pause per checkpoint in ms.
+      type: float
+    replication:
+      description: V(attached) (primary replicates its disk), V(resyncing) (drive-mirror running),
+        V(exported) (secondary serves its disk over NBD) or V(none).
+      type: str
+    replication_detail:
+      description: Quorum children, block jobs and NBD exports.
+      type: dict
+    proxy_objects:
+      description: COLO proxy objects present (id to QOM type).
+      type: dict
+    qemu_version:
+      description: Version of the running QEMU.
+      type: str
+    error:
+      description: Why the VM could not be queried (its other fields are then partial).
+      type: str
+      returned: when the query failed
+ansible_facts:
+  description: Facts set by the module.
+  returned: always
+  type: dict
+  contains:
+    colo_ft:
+      description: The same data as RV(qemu) and RV(vms).
+      type: dict
+"""
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+
+from ansible_collections.colo.ft.plugins.module_utils.colo import guard
+from ansible_collections.colo.ft.plugins.module_utils.colo import status as colo_status
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
+from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import pid_alive, read_record
+from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import PARENT_ID, VMSpec
+from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoModule, stub_spec
+
+
+def replication_state(st: dict) -> str:
+    """One word for the replication side of a status.status() dict."""
+    rep = st.get("replication") or {}
+    if rep.get("node_attached"):
+        return "attached"
+    if any(j.get("type") == "mirror" for j in rep.get("block_jobs") or []):
+        return "resyncing"
+    if PARENT_ID in (rep.get("nbd_exports") or []):
+        return "exported"
+    return "none"
+
+
+def vm_entry(st: dict | None, vmstat: dict, record: dict | None) -> dict:
+    """The flat per-VM dict returned under vms (pure: unit tested)."""
+    out = {
+        "recorded_role": (record or {}).get("role"),
+        "running": vmstat.get("running", False),
+        "pid": vmstat.get("pid"),
+        "run_state": vmstat.get("qemu_status"),
+        "state_dir": vmstat.get("state_dir"),
+        "manager": vmstat.get("manager"),
+        "role": None, "mode": None, "last_mode": None, "reason": None, "migration_status": None,
+        "checkpoints": None, "checkpoints_per_second": None, "pause_p50_ms": None, "pause_max_ms": None,
+        "replication": None, "replication_detail": None, "proxy_objects": None, "qemu_version": None,
+    }
+    if st is None:
+        return out
+    ck = st.get("checkpoints") or {}
+    out.update({
+        "role": st["role"],
+        "mode": st["colo"]["mode"],
+        "last_mode": st["colo"]["last_mode"],
+        "reason": st["colo"]["reason"],
+        "run_state": st["run_state"],
+        "migration_status": st["migration"].get("status", "none"),
+        "checkpoints": ck.get("count"),
+        "checkpoints_per_second": ck.get("per_second"),
+        "pause_p50_ms": ck.get("pause_p50_ms"),
+        "pause_max_ms": ck.get("pause_max_ms"),
+        "replication": replication_state(st),
+        "replication_detail": st["replication"],
+        "proxy_objects": st["proxy_objects"],
+        "qemu_version": st["qemu_version"],
+    })
+    return out
+
+
+def features_dict(feats: guard.QemuFeatures, source: str) -> dict:
+    return {"replication": feats.replication_driver, "colo_compare": feats.colo_compare,
+            "x_colo": feats.x_colo_capability, "lost_heartbeat": feats.lost_heartbeat, "source": source}
+
+
+def probe_features_offline(module: ColoModule, binary: str, timeout: float = 15.0) -> guard.QemuFeatures:
+    """Start `BINARY -machine none -S -daemonize` on a private QMP socket, read its features, quit it."""
+    tmp = tempfile.mkdtemp(prefix="colo-ft-probe-")
+    sock = os.path.join(tmp, "qmp.sock")
+    pidfile = os.path.join(tmp, "qemu.pid")
+    argv = [binary, "-machine", "none", "-nodefaults", "-no-user-config", "-display", "none", "-S",
+            "-qmp", f"unix:{sock},server=on,wait=off", "-pidfile", pidfile, "-daemonize"]
+    pid = None
+    try:
+        # -daemonize: returns once QEMU is initialised (its QMP socket listens).
+        rc, dummy, err = module.run_command(argv)
+        if rc != 0:
+            raise ColoError(f"{binary} failed to start for a feature probe (exit {rc}): {err.strip()[:300]}")
+        try:
+            with open(pidfile, encoding="utf-8") as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            pid = None
+        with QMPClient(sock, timeout=timeout) as qmp:
+            feats = guard.probe_features(qmp)
+            try:
+                qmp.execute("quit")
+            except ColoError:
+                pass
+        return feats
+    finally:
+        if pid is not None:
+            deadline = time.monotonic() + 5.0
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def qemu_info(module: ColoModule | None, binary: str, probe: bool, running: list[VMSpec]) -> dict:
+    out = {"binary": binary, "installed": False, "version": None, "supported": False, "reason": "",
+           "warnings": [], "features": None}
+    try:
+        version = guard.probe_binary(binary)
+    except ColoError as exc:
+        out["reason"] = str(exc)
+        return out
+    out.update(installed=True, version=str(version))
+    feats = None
+    if probe:
+        for spec in running:
+            try:
+                with QMPClient(spec.qmp_path, timeout=5.0) as qmp:
+                    if guard.version_from_qmp(qmp).tuple != version.tuple:
+                        continue  # this VM runs another QEMU than the binary on disk
+                    feats = guard.probe_features(qmp)
+                    out["features"] = features_dict(feats, f"vm:{spec.name}")
+                    break
+            except ColoError:
+                continue
+        if feats is None and module is not None:
+            try:
+                feats = probe_features_offline(module, binary)
+                out["features"] = features_dict(feats, "probe")
+            except ColoError as exc:
+                out["warnings"].append(f"features not probed: {exc}")
+    result = guard.evaluate(version, feats)
+    out["supported"] = result.ok
+    out["warnings"] += result.warnings
+    if result.ok:
+        out["reason"] = f"QEMU {version} can run COLO" + ("" if feats else " (features not probed)")
+    else:
+        out["reason"] = "; ".join(result.problems) + f". Fix: {guard.INSTALL_HINT}."
+    return out
+
+
+def vm_names(state_root: str) -> list[str]:
+    try:
+        entries = sorted(os.listdir(state_root))
+    except OSError:
+        return []
+    return [e for e in entries if os.path.isfile(os.path.join(state_root, e, "spec.json"))]
+
+
+def collect(module: ColoModule) -> dict:
+    p = module.params
+    names = [p["name"]] if p["name"] else vm_names(p["state_root"])
+    vms: dict = {}
+    running: list[VMSpec] = []
+    threads = []
+    lock = threading.Lock()
+
+    def query(name: str, spec: VMSpec, vmstat: dict, record: dict | None) -> None:
+        st, err = None, None
+        try:
+            with QMPClient(spec.qmp_path, timeout=10.0) as qmp:
+                st = colo_status.status(qmp, float(p["sample_seconds"]))
+        except ColoError as exc:
+            err = str(exc)
+        entry = vm_entry(st, vmstat, record)
+        if err:
+            entry["error"] = err
+        with lock:
+            vms[name] = entry
+
+    for name in names:
+        record = read_record(os.path.join(p["state_root"], name))
+        try:
+            spec = VMSpec.from_dict(record["spec"]) if record else stub_spec(name, p["state_root"])
+        except ColoError:
+            spec = stub_spec(name, p["state_root"])
+        vmstat = module.launcher.status(spec).to_dict()
+        if not vmstat["qmp"]:
+            entry = vm_entry(None, vmstat, record)
+            if vmstat["running"]:
+                entry["error"] = vmstat["message"]
+            vms[name] = entry
+            continue
+        running.append(spec)
+        t = threading.Thread(target=query, args=(name, spec, vmstat, record), daemon=True)
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    qemu = qemu_info(module, p["qemu_binary"], p["probe_features"], running)
+    vms = dict(sorted(vms.items()))
+    return {"changed": False, "qemu": qemu, "vms": vms, "ansible_facts": {"colo_ft": {"qemu": qemu, "vms": vms}}}
+
+
+def main() -> None:
+    module = ColoModule(
+        argument_spec={
+            "name": {"type": "str", "required": False},
+            "sample_seconds": {"type": "float", "default": 0},
+            "qemu_binary": {"type": "str", "default": "qemu-system-x86_64"},
+            "probe_features": {"type": "bool", "default": True},
+        },
+    )
+    if module.params["sample_seconds"] < 0:
+        module.fail_json(msg="sample_seconds must be 0 or more")
+    module.run(lambda: collect(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Make `ansible_collections.colo.ft` importable when pytest runs from a plain checkout.
+
+ansible-test sets this up itself; plain `pytest` (CI, lab hosts) does not, so we
+point a throw-away ansible_collections/colo/ft symlink at the repository root.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+
+_REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[os.pardir] * 3))
+
+
+def _ensure_collection_importable() -> None:
+    try:
+        if importlib.util.find_spec("ansible_collections.colo.ft.plugins.module_utils.colo") is not None:
+            return
+    except ModuleNotFoundError:
+        pass
+    root = os.path.join(tempfile.gettempdir(), f"colo-ft-collections-{os.getuid()}")
+    link = os.path.join(root, "ansible_collections", "colo", "ft")
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if os.path.realpath(link) != _REPO:
+        tmp = f"{link}.{os.getpid()}"
+        os.symlink(_REPO, tmp)
+        os.replace(tmp, link)
+    sys.path.insert(0, root)
+    for mod in [m for m in sys.modules if m == "ansible_collections" or m.startswith("ansible_collections.")]:
+        del sys.modules[mod]
+
+
+_ensure_collection_importable()
+
+
+# -- fixtures for tests that run a real QEMU (>= 11) -----------------------------------
+# Needs root, /dev/net/tun, `ip`, qemu-system-x86_64 and qemu-img. The tests create
+# their own bridge/taps (no carrier, no traffic: the guest is firmware only) and
+# remove them; run them inside a network namespace or a lab host.
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+QEMU = os.environ.get("COLO_QEMU", "qemu-system-x86_64")
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not shutil.which(QEMU) or not shutil.which("qemu-img"):
+        return f"{QEMU}/qemu-img not installed"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun"
+    if not shutil.which("ip"):
+        return "no ip (iproute2)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    # This hook sees every collected item of the session: mark only ours.
+    why = _missing()
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    if why:
+        for item in items:
+            if str(item.path).startswith(here):
+                item.add_marker(pytest.mark.skip(reason=f"real-QEMU test: {why}"))
+
+
+@pytest.fixture
+def workdir():
+    """Short path (unix sockets are limited to 108 bytes), removed afterwards."""
+    d = tempfile.mkdtemp(prefix="colo-rt-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def disk(workdir):
+    path = os.path.join(workdir, "disk.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "64M"], check=True)
+    return path
+
+
+@pytest.fixture
+def bridge():
+    name = "ctbr" + uuid.uuid4().hex[:8]
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    yield name
+    subprocess.run(["ip", "link", "del", name], check=False)
+
+
+@pytest.fixture
+def taps():
+    """Names of taps to delete after the test."""
+    names: list[str] = []
+    yield names
+    for n in names:
+        subprocess.run(["ip", "link", "del", n], check=False, capture_output=True)
+
+
+@pytest.fixture
+def make_spec(workdir, disk, taps):
+    """VMSpec factory: firmware-only guest (no kernel) on the test disk, own tap name."""
+    from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
+
+    def make(name: str = "rtvm", state: str = "state", **kw):
+        tap = kw.pop("tap", "ct" + uuid.uuid4().hex[:8])
+        taps.append(tap)
+        base = dict(name=name, disk=disk, mac="52:54:00:13:01:10", boot="disk", memory_mib=64,
+                    qemu_binary=QEMU, forward_addr="127.0.0.1", checkpoint_addr="127.0.0.1",
+                    state_root=os.path.join(workdir, state), tap=tap)
+        base.update(kw)
+        return VMSpec(**base)
+    return make
+
+
+@pytest.fixture
+def launcher():
+    """Daemon-mode launcher (chroots and containers without systemd) that stops what it started."""
+    from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher
+
+    use_systemd = {"1": True, "0": False}.get(os.environ.get("COLO_USE_SYSTEMD", ""), None)
+    lau = Launcher(use_systemd=use_systemd, start_timeout=30)
+    started = []
+    orig = lau.start
+
+    def start(spec, role, **kw):
+        started.append(spec)
+        return orig(spec, role, **kw)
+    lau.start = start  # type: ignore[method-assign]
+    yield lau
+    for spec in started:
+        try:
+            lau.stop(spec, timeout=5)
+        except Exception:  # noqa: BLE001 - best effort cleanup
+            pass

@@ -1,0 +1,294 @@
+"""COLO sequences against real QEMU (no mocked QMP): protect, checkpoints, both
+failovers, re-protection, boot under COLO. Needs root, QEMU >= 11 with COLO,
+qemu-img and ip; see colo_env.py for the settings and run-in-netns to run it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from colo_env import CLIENT_BRIDGE, ISOLATED_BRIDGE, Env, Prober, connect, http_get, kill9, ledger  # noqa: E402
+
+from ansible_collections.colo.ft.plugins.module_utils.colo import (  # noqa: E402
+    checkpoint,
+    failover,
+    proxy,
+    replication,
+    status,
+)
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("qemu-system-x86_64") is None or shutil.which("ip") is None,
+    reason="needs root, qemu-system-x86_64 and ip",
+)
+
+SAMPLE_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = Env.from_environ()
+    os.makedirs(e.work, exist_ok=True)
+    e.net_up()
+    yield e
+    e.net_down()
+
+
+@pytest.fixture
+def vms(env):
+    """Names of VMs a test starts; all stopped (and their taps removed) afterwards."""
+    specs = []
+    yield specs
+    for s in specs:
+        pid = env.launcher.status(s).pid
+        cmd = open(f"/proc/{pid}/cmdline").read()[:300] if pid else None
+        print("stop", s.name, pid, cmd, env.launcher.stop(s, timeout=5.0, remove_tap=True))
+
+
+def _pair(env, vms, prefix):
+    p = env.spec(f"{prefix}p", CLIENT_BRIDGE)
+    s = env.spec(f"{prefix}s", ISOLATED_BRIDGE)
+    vms += [p, s]
+    env.start(p, "primary")
+    env.start(s, "secondary")
+    boot = env.wait_guest_ready(p) if env.has_guest(p) else None
+    return p, s, boot
+
+
+def _services(env, spec) -> bool:
+    return env.net and env.has_guest(spec)
+
+
+def _sample_with_traffic(env, spec, qmp, seconds):
+    """Checkpoint stats of the primary while a client GETs / at ~5 req/s."""
+    prober = Prober(interval=0.2, timeout=3.0) if _services(env, spec) else None
+    if prober:
+        prober.start()
+    stats = checkpoint.sample_checkpoints(qmp, seconds)
+    if prober:
+        prober.stop()
+    return stats, (len(prober.results), prober.failures()) if prober else (0, 0)
+
+
+def test_protect_checkpoints_then_secondary_lost(env, vms):
+    p, s, boot = _pair(env, vms, "rt1")
+    prim, sec = connect(p), connect(s)
+    try:
+        # Nothing to fail over yet: both refuse.
+        with pytest.raises(failover.WrongSide):
+            failover.primary_lost(prim)
+        with pytest.raises(failover.WrongSide):
+            failover.secondary_lost(sec)
+
+        # colo-compare releases the primary's packets only once COLO runs: an
+        # unprotected primary must not carry it. Drop what the primary command
+        # line created; protect() hot-adds it (proxy_spec) while the guest is paused.
+        assert proxy.remove_primary(prim)
+        if _services(env, p):
+            assert ledger(["PUT before-protect"])[0].startswith("OK ")
+        res = checkpoint.protect(prim, sec, env.checkpoint, nbd_port=p.nbd_port, migration_port=p.migration_port,
+                                 proxy_spec=p)
+        assert res.changed and not res.warnings, res
+        assert "object-add colo-compare comp0" in res.actions
+        assert checkpoint.in_colo(prim, "primary") and checkpoint.in_colo(sec, "secondary")
+        again = checkpoint.protect(prim, sec, env.checkpoint, nbd_port=p.nbd_port, migration_port=p.migration_port,
+                                   proxy_spec=p)
+        assert again.actions == []
+
+        stats, (reqs, fails) = _sample_with_traffic(env, p, prim, SAMPLE_S)
+        assert stats.count >= 3, stats  # x-checkpoint-delay 2000 ms: >= 4 in 10 s
+        sec_status = status.status(sec)
+        assert sec_status["role"] == "secondary" and sec_status["replication"]["nbd_exports"] == ["parent0"]
+        prim_status = status.status(prim)
+        assert prim_status["role"] == "primary" and prim_status["replication"]["node_attached"] == "children.1"
+        if _services(env, p):
+            assert fails == 0
+            out = ledger([f"PUT colo-{i}" for i in range(20)])
+            assert all(line.startswith("OK ") for line in out)
+
+        with pytest.raises(failover.WrongSide):
+            failover.primary_lost(prim)
+        with pytest.raises(failover.WrongSide):
+            failover.secondary_lost(sec)
+
+        sec.close()
+        kill9(env.pid(s))
+        assert env.pid(s) is None
+        t = time.monotonic()
+        done = failover.secondary_lost(prim)
+        lost_s = time.monotonic() - t
+        assert "x-colo-lost-heartbeat" in done and "blockdev-del replication0" in done
+        assert failover.secondary_lost(prim) == []
+        st = status.status(prim)
+        assert st["colo"]["mode"] == "none" and st["colo"]["last_mode"] == "primary" and st["running"]
+        assert st["replication"]["node_attached"] is None and st["proxy_objects"] == {}
+        served_after = None
+        if _services(env, p):
+            t = time.monotonic()
+            http_get("/", 5.0)
+            served_after = time.monotonic() - t
+            recs = ledger(["PUT after-secondary-lost", "GET"])
+            assert any("after-secondary-lost" in r for r in recs)
+        env.record("protect_then_secondary_lost", {
+            "guest": env.has_guest(p),
+            "guest_boot_s": boot,
+            "protect": res.to_dict(),
+            "checkpoints": stats.to_dict(),
+            "pauses_ms": [round(x, 1) for x in stats.pauses_ms],
+            "client_requests_during_sample": reqs,
+            "client_failures_during_sample": fails,
+            "secondary_lost_qmp_s": round(lost_s, 4),
+            "secondary_lost_actions": done,
+            "first_http_after_secondary_lost_s": served_after,
+        })
+    finally:
+        prim.close()
+        sec.close()
+
+
+def test_primary_killed_failover_and_reprotect(env, vms):
+    p, s, boot = _pair(env, vms, "rt2")
+    prim, sec = connect(p), connect(s)
+    prober = None
+    try:
+        res = checkpoint.protect(prim, sec, env.checkpoint, nbd_port=p.nbd_port, migration_port=p.migration_port)
+        assert checkpoint.in_colo(sec, "secondary")
+        acked = []
+        if _services(env, p):
+            out = ledger([f"PUT pre-kill-{i}" for i in range(30)])
+            acked = [int(line.split()[1]) for line in out]
+            prober = Prober(interval=0.02, timeout=0.3)
+            prober.start()
+            time.sleep(1.0)
+        stats = checkpoint.sample_checkpoints(prim, 4.0)
+        prim.close()
+
+        kill_at = time.monotonic()
+        kill9(env.pid(p))
+        assert env.pid(p) is None
+        done = failover.primary_lost(sec, tap=s.tap_name if env.net else None,
+                                     client_bridge=CLIENT_BRIDGE if env.net else None,
+                                     isolated_bridge=ISOLATED_BRIDGE if env.net else None)
+        failover_qmp_s = time.monotonic() - kill_at
+        assert done[:2] == ["nbd-server-stop", "x-colo-lost-heartbeat"], done
+        assert done[-1] == "announce-self"
+        st = status.status(sec)
+        assert st["run_state"] == "running" and st["colo"]["mode"] == "none"
+        assert st["colo"]["last_mode"] == "secondary"
+        assert set(st["proxy_objects"]) == {"rew0"} and st["replication"]["nbd_exports"] == []
+        t = time.monotonic()
+        assert failover.primary_lost(sec, tap=s.tap_name if env.net else None,
+                                     client_bridge=CLIENT_BRIDGE if env.net else None) == []
+        noop_s = time.monotonic() - t
+        with pytest.raises(failover.WrongSide):
+            failover.secondary_lost(sec)  # it never was a primary
+
+        served_s = None
+        if prober:
+            deadline = time.monotonic() + 10
+            while prober.first_ok_after(kill_at) is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            first = prober.first_ok_after(kill_at)
+            prober.stop()
+            if first is None:
+                import subprocess as sp
+                print(sp.run("bridge fdb show br rtc-client | grep 52:54; ip neigh; ip -br link", shell=True,
+                             capture_output=True, text=True).stdout)
+                print(status.status(sec))
+                print(prober.results[-5:], kill_at)
+                try:
+                    t = time.monotonic()
+                    http_get("/", 10)
+                    print("late http ok", time.monotonic() - t)
+                except Exception as exc:
+                    print("late http", exc)
+            assert first is not None, "the secondary never answered after failover"
+            served_s = first - kill_at
+            # Every record the primary acknowledged is on the survivor's disk.
+            recs = ledger(["GET"])
+            seqs = {int(r.split()[1]) for r in recs if r.startswith("REC ")}
+            assert set(acked) <= seqs, (acked, sorted(seqs))
+
+        # Re-protection: the survivor becomes primary of a fresh secondary.
+        n = env.spec("rt2n", ISOLATED_BRIDGE)
+        vms.append(n)
+        env.start(n, "secondary")
+        new = connect(n)
+        try:
+            # One host: the survivor's forward address and the new secondary's
+            # checkpoint address are those of the original spec.
+            rp = failover.reprotect(sec, new, s)
+            assert rp.changed, rp
+            assert any("before rew0" in a for a in rp.actions), rp.actions
+            assert checkpoint.in_colo(sec, "primary") and checkpoint.in_colo(new, "secondary")
+            assert failover.reprotect(sec, new, s).actions == []
+            stats2 = checkpoint.sample_checkpoints(sec, 6.0)
+            assert stats2.count >= 2, stats2
+            if _services(env, p):
+                out = ledger(["PUT after-reprotect"])
+                assert out[0].startswith("OK ")
+                http_get("/", 5.0)
+        finally:
+            new.close()
+        env.record("primary_killed_failover_reprotect", {
+            "guest": env.has_guest(p),
+            "protect": res.to_dict(),
+            "checkpoints_before_kill": stats.to_dict(),
+            "failover_qmp_s": round(failover_qmp_s, 4),
+            "failover_actions": done,
+            "second_call_s": round(noop_s, 4),
+            "kill_to_first_http_answer_s": served_s,
+            "client_failed_requests_around_failover": prober.failures() if prober else None,
+            "reprotect": rp.to_dict(),
+            "checkpoints_after_reprotect": stats2.to_dict(),
+            "pauses_after_reprotect_ms": [round(x, 1) for x in stats2.pauses_ms],
+        })
+    finally:
+        if prober and prober.is_alive():
+            prober.stop()
+        sec.close()
+
+
+def test_boot_under_colo_sequence(env, vms):
+    """Opt-in path, firmware-only (booting a kernel under COLO on TCG is unreliable)."""
+    p = env.spec("rt3p", None, firmware_only=True)
+    s = env.spec("rt3s", None, firmware_only=True)
+    vms += [p, s]
+    env.start(p, "primary", paused=True)
+    env.start(s, "secondary")
+    with connect(p) as prim, connect(s) as sec:
+        res = checkpoint.boot_under_colo(prim, sec, env.checkpoint, nbd_port=p.nbd_port,
+                                         migration_port=p.migration_port)
+        assert res.warnings and "unreliable" in res.warnings[0]
+        assert prim.execute("query-status")["running"]
+        assert checkpoint.in_colo(sec, "secondary")
+        stopped = checkpoint.stop_protection(prim, sec)
+        assert stopped[0] == "quit secondary" and "x-colo-lost-heartbeat" in stopped
+        assert checkpoint.stop_protection(prim) == []
+        assert prim.execute("query-status")["running"]
+
+
+def test_overlays_created_once(env):
+    base = env.base_image()
+    d = os.path.join(env.state_root, "overlays")
+    shutil.rmtree(d, ignore_errors=True)
+    first = replication.ensure_overlays(base, d)
+    assert len(first) == 2
+    assert replication.ensure_overlays(base, d) == []
+    size = replication.image_info(base)["virtual-size"]
+    os.unlink(os.path.join(d, "hidden.qcow2"))
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", f"{d}/hidden.qcow2", str(size * 2)], check=True)
+    assert replication.ensure_overlays(base, d) == [f"created {d}/hidden.qcow2 ({size} bytes)"]
+    disk_dir = "/var/tmp/colo-rt-overlays"
+    if replication.fs_type("/var/tmp") not in replication.MEMORY_FS:
+        with pytest.raises(ColoError, match="not on tmpfs"):
+            replication.ensure_overlays(base, disk_dir)
+    shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,68 @@
+"""Launcher logic that needs no QEMU (the real thing is in tests/lab/runtime)."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from ansible_collections.colo.ft.plugins.module_utils.colo import launcher as lau
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec, LaunchError
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
+
+
+def spec(tmp_path, **kw) -> VMSpec:
+    base = dict(name="u1", disk="/var/lib/colo/u1.qcow2", mac="52:54:00:13:01:10", boot="disk",
+                forward_addr="10.0.0.1", state_root=str(tmp_path))
+    base.update(kw)
+    return VMSpec(**base)
+
+
+def test_same_argv_ignores_resolved_binary_path():
+    assert lau.same_argv(["/usr/bin/qemu-system-x86_64", "-m", "256"], ["qemu-system-x86_64", "-m", "256"])
+    assert not lau.same_argv(["/usr/bin/qemu-system-x86_64", "-m", "512"], ["qemu-system-x86_64", "-m", "256"])
+    assert not lau.same_argv(None, ["qemu-system-x86_64"])
+    assert not lau.same_argv(["qemu-system-x86_64"], ["qemu-system-x86_64", "-S"])
+
+
+def test_pid_alive_and_zombies():
+    assert lau.pid_alive(os.getpid())
+    child = subprocess.Popen(["true"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    assert not lau.pid_alive(child.pid)
+    child.wait()
+
+
+def test_differences_names_each_field(tmp_path):
+    old = spec(tmp_path)
+    new = spec(tmp_path, memory_mib=512)
+    text = lau._differences({"role": "secondary", "spec": old.to_dict()}, new, "primary")
+    assert text == "role secondary (asked primary); memory_mib 256 (asked 512)"
+    assert "no matching spec.json" in lau._differences({}, new, "primary")
+
+
+def test_status_of_unknown_vm(tmp_path):
+    st = lau.Launcher(use_systemd=False).status(spec(tmp_path))
+    assert not st.running and not st.qmp and st.pid is None and st.message == "not running"
+    assert st.to_dict()["name"] == "u1"
+
+
+def test_stop_of_unknown_vm_is_a_no_op(tmp_path):
+    res = lau.Launcher(use_systemd=False).stop(spec(tmp_path))
+    assert not res.changed and res.method == "none"
+
+
+def test_start_rejects_bad_role_and_spec(tmp_path):
+    with pytest.raises(InvalidSpec, match="role must be one of"):
+        lau.Launcher(use_systemd=False).start(spec(tmp_path), "tertiary")
+    with pytest.raises(InvalidSpec, match="forward_addr"):
+        lau.Launcher(use_systemd=False).start(spec(tmp_path, forward_addr=None), "primary")
+
+
+def test_find_unknown(tmp_path):
+    with pytest.raises(LaunchError, match="no VM 'ghost' was started here"):
+        lau.Launcher(use_systemd=False).find("ghost", state_root=str(tmp_path))
+
+
+def test_find_qemu_pids_none(tmp_path):
+    assert lau.find_qemu_pids(spec(tmp_path)) == []

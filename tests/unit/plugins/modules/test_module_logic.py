@@ -1,0 +1,329 @@
+"""Pure logic of the colo.ft modules: option -> VMSpec mapping, check-mode predictions, info's flattening."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+
+from ansible_collections.colo.ft.plugins.module_utils.colo import failover
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, LaunchError
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, qemu_argv
+from ansible_collections.colo.ft.plugins.module_utils.module_base import (
+    COMMON_ARGS,
+    OPTION_TO_FIELD,
+    VM_SPEC_ARGS,
+    check_secondary_lost_side,
+    compare_options,
+    image_problems,
+    predict_primary_lost,
+    predict_protect,
+    predict_proxy,
+    predict_ready,
+    predict_release,
+    predict_replication,
+    predict_start,
+    spec_from_params,
+    spec_summary,
+    stub_spec,
+    with_overrides,
+)
+from ansible_collections.colo.ft.plugins.modules import info as info_module
+
+GUEST = "/srv/colo-lab/guest"
+
+
+def params(**kw):
+    """Module parameters as AnsibleModule fills them: every option present, defaults applied."""
+    p = {k: v.get("default") for k, v in {**COMMON_ARGS, **VM_SPEC_ARGS}.items()}
+    p.update(name="guest1", disk="/var/lib/colo/guest1.qcow2", mac="52:54:00:13:01:10",
+             kernel=f"{GUEST}/vmlinux", initrd=f"{GUEST}/initrd.img")
+    p.update(kw)
+    return p
+
+
+# -- option -> VMSpec mapping -------------------------------------------------------------
+
+
+def test_every_vm_option_maps_onto_a_vmspec_field():
+    fields = {f.name for f in dataclasses.fields(VMSpec)}
+    for option in VM_SPEC_ARGS:
+        assert OPTION_TO_FIELD.get(option, option) in fields, option
+
+
+def test_option_defaults_equal_vmspec_defaults():
+    defaults = {f.name: f.default for f in dataclasses.fields(VMSpec) if f.default is not dataclasses.MISSING}
+    for option, spec in VM_SPEC_ARGS.items():
+        field = OPTION_TO_FIELD.get(option, option)
+        if field in defaults:
+            assert spec.get("default") == defaults[field], option
+    assert VM_SPEC_ARGS["extra_args"]["default"] == []
+
+
+def test_spec_from_defaults_equals_vmspec_defaults():
+    spec = spec_from_params(params())
+    assert spec == VMSpec(name="guest1", disk="/var/lib/colo/guest1.qcow2", mac="52:54:00:13:01:10",
+                          kernel=f"{GUEST}/vmlinux", initrd=f"{GUEST}/initrd.img")
+
+
+def test_renamed_options_and_ports():
+    spec = spec_from_params(params(forward_address="10.213.2.11", checkpoint_address="10.213.3.12",
+                                   port_base=7000, nbd_port=7100, state_root="/dev/shm/colo"))
+    assert (spec.forward_addr, spec.checkpoint_addr) == ("10.213.2.11", "10.213.3.12")
+    assert (spec.mirror_port, spec.compare_port, spec.migration_port, spec.nbd_port) == (7000, 7001, 7002, 7100)
+    assert spec.state_dir == "/dev/shm/colo/guest1"
+    spec.validate("primary")
+
+
+def test_none_list_and_append_become_vmspec_defaults():
+    spec = spec_from_params(params(extra_args=None, append=None))
+    assert spec.extra_args == [] and spec.append == ""
+
+
+def test_mapped_spec_validates_like_vmspec():
+    with pytest.raises(ColoError, match="forward_addr"):
+        spec_from_params(params()).validate("primary")
+    with pytest.raises(ColoError, match="mac"):
+        spec_from_params(params(mac="01:00:00:00:00:01")).validate("plain")
+
+
+def test_spec_summary_uses_option_names():
+    s = spec_summary(spec_from_params(params(forward_address="10.0.0.1")), "primary")
+    assert s["role"] == "primary" and s["forward_address"] == "10.0.0.1" and "forward_addr" not in s
+    assert spec_summary(None, None) == {}
+
+
+def test_with_overrides_ignores_none():
+    spec = spec_from_params(params(forward_address="10.0.0.1", checkpoint_address="10.0.0.2"))
+    new = with_overrides(spec, forward_addr="10.0.0.9", checkpoint_addr=None)
+    assert (new.forward_addr, new.checkpoint_addr) == ("10.0.0.9", "10.0.0.2")
+    assert spec.forward_addr == "10.0.0.1"
+
+
+def test_stub_spec_locates_state_only():
+    s = stub_spec("guest1", "/run/x")
+    assert s.qmp_path == "/run/x/guest1/qmp.sock"
+
+
+def test_compare_options():
+    assert compare_options({"compare_timeout": None, "expired_scan_cycle": None, "max_queue_size": None}) is None
+    c = compare_options({"compare_timeout": 2000, "expired_scan_cycle": None, "max_queue_size": 64})
+    assert c.props() == {"compare_timeout": 2000, "max_queue_size": 64}
+
+
+# -- files checked before a start ------------------------------------------------------------
+
+
+def test_image_problems(tmp_path):
+    disk = tmp_path / "d.qcow2"
+    spec = spec_from_params(params(disk=str(disk), kernel=str(tmp_path / "k"), initrd=None,
+                                   state_root=str(tmp_path / "state")))
+    probs = image_problems(spec, "plain")
+    assert any("disk image" in p for p in probs) and any("kernel" in p for p in probs)
+    disk.write_bytes(b"")
+    (tmp_path / "k").write_bytes(b"")
+    assert image_problems(spec, "secondary") == []  # state dir's parent exists and is writable
+
+
+def test_image_problems_overlay_dir_not_writable(tmp_path):
+    (tmp_path / "d").write_bytes(b"")
+    spec = spec_from_params(params(disk=str(tmp_path / "d"), boot="disk", kernel=None, initrd=None,
+                                   active_disk="/ro/nope/a.qcow2", hidden_disk="/ro/nope/h.qcow2"))
+    probs = image_problems(spec, "secondary", access=lambda path, mode: not path.startswith("/ro") and path != "/")
+    assert any("overlay directory /ro/nope" in p for p in probs)
+    assert image_problems(spec, "primary") == []
+
+
+# -- vm: start prediction --------------------------------------------------------------------
+
+
+def _start_case(record_role="primary", **kw):
+    spec = spec_from_params(params(forward_address="10.0.0.1", **kw))
+    want = qemu_argv(spec, "primary", daemonize=True)
+    record = {"role": record_role, "spec": spec.to_dict()}
+    return spec, want, record
+
+
+def test_predict_start_not_running():
+    spec, want, dummy = _start_case()
+    assert predict_start(spec, "primary", False, None, None, None, want) is True
+
+
+def test_predict_start_same_vm():
+    spec, want, record = _start_case()
+    assert predict_start(spec, "primary", True, "guest1", record, None, want) is False
+    assert predict_start(spec, "primary", True, "guest1", None, want, want) is False  # argv matches
+
+
+def test_predict_start_refuses_other_configuration():
+    spec, want, record = _start_case()
+    other = spec_from_params(params(forward_address="10.0.0.1", memory_mib=512))
+    with pytest.raises(LaunchError, match="memory_mib 256 .asked 512"):
+        predict_start(other, "primary", True, "guest1", record, want, qemu_argv(other, "primary", daemonize=True))
+    with pytest.raises(LaunchError, match="role primary .asked secondary"):
+        predict_start(spec, "secondary", True, "guest1", record, want, qemu_argv(spec, "secondary", daemonize=True))
+
+
+def test_predict_start_refuses_other_vm_and_mute_process():
+    spec, want, record = _start_case()
+    with pytest.raises(LaunchError, match="different VM"):
+        predict_start(spec, "primary", True, "other", record, None, want)
+    with pytest.raises(LaunchError, match="does not answer"):
+        predict_start(spec, "primary", True, None, record, None, want)
+
+
+# -- checkpoint / failover / replication / proxy predictions ----------------------------------
+
+
+def snap(mode="none", last="none", status="running", migrate=None, caps=None, exports=(), child=None,
+         node=False, objects=None, chardevs=(), quorum=True, version=(11, 1, 3)):
+    return {
+        "version": version,
+        "colo": {"mode": mode, "last-mode": last, "reason": "none"},
+        "migrate": migrate or {},
+        "run": {"status": status, "running": status == "running"},
+        "caps": caps or {"x-colo": False, "return-path": False},
+        "exports": list(exports),
+        "node_exists": node,
+        "objects": objects or {},
+        "chardevs": list(chardevs),
+        "child": child,
+        "has_quorum": quorum,
+    }
+
+
+READY_CAPS = {"x-colo": True, "return-path": True}
+
+
+def test_predict_ready():
+    assert predict_ready(snap(status="inmigrate")) is True
+    assert predict_ready(snap(status="inmigrate", caps=READY_CAPS, exports=["parent0"])) is True  # not listening
+    assert predict_ready(snap(status="inmigrate", caps=READY_CAPS, exports=["parent0"],
+                              migrate={"socket-address": [{"type": "inet"}]})) is False
+    assert predict_ready(snap(mode="secondary", status="running")) is False
+    with pytest.raises(ColoError, match="incoming migration"):
+        predict_ready(snap(status="running"))
+
+
+def test_predict_ready_refuses_broken_qemu():
+    with pytest.raises(ColoError, match="known broken"):
+        predict_ready(snap(status="inmigrate", version=(10, 0, 13)))
+
+
+def test_predict_protect():
+    assert predict_protect(snap()) is True
+    assert predict_protect(snap(mode="primary", migrate={"status": "colo"})) is False
+    assert predict_protect(snap(mode="none", last="secondary")) is True  # re-protection of a survivor
+    with pytest.raises(ColoError, match="secondary"):
+        predict_protect(snap(mode="secondary"))
+
+
+def test_predict_release():
+    fresh_primary = snap(objects={"comp0": "colo-compare", "m0": "filter-mirror"})
+    assert predict_release(fresh_primary) is True
+    assert predict_release(snap(mode="primary")) is True
+    assert predict_release(snap(child="children.1")) is True
+    assert predict_release(snap(node=True)) is True
+    assert predict_release(snap(last="primary", objects={"rew0": "filter-rewriter"})) is False
+
+
+def test_secondary_lost_side():
+    with pytest.raises(failover.WrongSide):
+        check_secondary_lost_side(snap(mode="secondary"))
+    with pytest.raises(failover.WrongSide):
+        check_secondary_lost_side(snap())
+    check_secondary_lost_side(snap(last="primary"))
+    check_secondary_lost_side(snap(child="children.1"))
+    check_secondary_lost_side(snap(mode="primary"))
+
+
+def test_predict_primary_lost():
+    with pytest.raises(failover.WrongSide):
+        predict_primary_lost(snap(mode="primary"), "br1", "br0")
+    with pytest.raises(failover.WrongSide):
+        predict_primary_lost(snap(), "br1", "br0")
+    assert predict_primary_lost(snap(mode="secondary"), "br1", "br0") is True
+    done = snap(last="secondary", objects={"rew0": "filter-rewriter"})
+    assert predict_primary_lost(done, "br0", "br0") is False
+    assert predict_primary_lost(done, None, None) is False  # tap not moved
+    assert predict_primary_lost(done, "br1", "br0") is True  # tap still to move
+    assert predict_primary_lost(snap(last="secondary", exports=["parent0"]), "br0", "br0") is True
+    assert predict_primary_lost(snap(last="secondary", objects={"f1": "filter-redirector"}), "br0", "br0") is True
+    assert predict_primary_lost(snap(last="secondary", chardevs=["red0"]), "br0", "br0") is True
+
+
+def test_predict_replication():
+    assert predict_replication(snap(), "exported") is True
+    assert predict_replication(snap(exports=["parent0"]), "exported") is False
+    assert predict_replication(snap(exports=["parent0"]), "stopped") is True
+    assert predict_replication(snap(), "stopped") is False
+    assert predict_replication(snap(), "attached") is True
+    assert predict_replication(snap(child="children.1"), "attached") is False
+    assert predict_replication(snap(node=True), "detached") is True
+    assert predict_replication(snap(), "detached") is False
+
+
+def test_predict_proxy():
+    full = snap(objects={"m0": "filter-mirror"}, chardevs=["mirror0"])
+    assert predict_proxy(full, "present", ["mirror0"], ["m0"]) is False
+    assert predict_proxy(full, "present", ["mirror0", "compare1"], ["m0"]) is True
+    assert predict_proxy(full, "absent", [], ["m0"]) is True
+    assert predict_proxy(full, "absent", [], ["comp0"]) is False
+
+
+# -- info -------------------------------------------------------------------------------------------
+
+
+STATUS = {
+    "role": "primary",
+    "colo": {"mode": "primary", "last_mode": "none", "reason": "none"},
+    "migration": {"status": "colo"},
+    "run_state": "running",
+    "running": True,
+    "qemu_version": "11.1.3",
+    "replication": {"node_attached": "children.1", "quorum_children": {}, "block_jobs": [], "nbd_exports": []},
+    "proxy_objects": {"comp0": "colo-compare"},
+    "checkpoints": {"window_s": 5.0, "count": 3, "pause_p50_ms": 80.0, "pause_max_ms": 120.0, "per_second": 0.6},
+}
+
+
+def test_vm_entry_running():
+    e = info_module.vm_entry(STATUS, {"running": True, "pid": 42, "qemu_status": "running"}, {"role": "primary"})
+    assert e["mode"] == "primary" and e["migration_status"] == "colo" and e["checkpoints"] == 3
+    assert e["pause_p50_ms"] == 80.0 and e["pause_max_ms"] == 120.0 and e["replication"] == "attached"
+    assert e["pid"] == 42 and e["recorded_role"] == "primary"
+
+
+def test_vm_entry_not_running():
+    e = info_module.vm_entry(None, {"running": False, "pid": None}, {"role": "secondary"})
+    assert e["running"] is False and e["mode"] is None and e["recorded_role"] == "secondary"
+
+
+def test_vm_entry_no_sample_no_migration():
+    st = dict(STATUS, checkpoints=None, migration={})
+    e = info_module.vm_entry(st, {"running": True}, None)
+    assert e["checkpoints"] is None and e["migration_status"] == "none"
+
+
+@pytest.mark.parametrize("rep,want", [
+    ({"node_attached": "children.1"}, "attached"),
+    ({"block_jobs": [{"type": "mirror"}]}, "resyncing"),
+    ({"nbd_exports": ["parent0"]}, "exported"),
+    ({}, "none"),
+])
+def test_replication_state(rep, want):
+    assert info_module.replication_state({"replication": rep}) == want
+
+
+def test_vm_names(tmp_path):
+    for n in ("a", "b"):
+        os.makedirs(tmp_path / n)
+        (tmp_path / n / "spec.json").write_text("{}")
+    os.makedirs(tmp_path / "junk")
+    assert info_module.vm_names(str(tmp_path)) == ["a", "b"]
+    assert info_module.vm_names(str(tmp_path / "missing")) == []
+
+
+def test_qemu_info_not_installed():
+    out = info_module.qemu_info(None, "/nonexistent/qemu-system-x86_64", True, [])
+    assert out["installed"] is False and out["supported"] is False and "not found" in out["reason"]

@@ -204,6 +204,10 @@ class ColoModule(AnsibleModule):
         except ColoError as exc:
             result = None
             self.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+        except OSError as exc:  # a file or command the runtime needed (its message names it)
+            result = None
+            self.fail_json(msg=f"{exc.__class__.__name__}: {exc}", error=type(exc).__name__,
+                           exception=traceback.format_exc())
         self.exit_json(**result)
 
     # -- locating a VM

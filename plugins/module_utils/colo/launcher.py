@@ -33,6 +33,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.vm import (
     ROLES,
     STATE_ROOT,
     VMSpec,
+    opt,
     qemu_argv,
     tap_plumbing,
 )
@@ -130,7 +131,7 @@ def _reap(pid: int) -> None:
 
 def find_qemu_pids(spec: VMSpec) -> list[int]:
     """QEMU processes whose -qmp option names this VM's socket (pidfile lost or stale)."""
-    want = f"unix:{spec.qmp_path},"
+    want = f"unix:{opt(spec.qmp_path)},"
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -243,7 +244,7 @@ class Launcher:
     def _is_our_qemu(pid: int, spec: VMSpec) -> bool:
         # Guards against a stale pidfile whose PID was reused by another process.
         argv = read_cmdline(pid) or []
-        return f"unix:{spec.qmp_path},server=on,wait=off" in argv
+        return f"unix:{opt(spec.qmp_path)},server=on,wait=off" in argv
 
     # -- start ---------------------------------------------------------------
 
@@ -254,15 +255,18 @@ class Launcher:
         recorded spec+role match) -> changed=False. Another VM or another
         configuration on this state directory -> LaunchError. Stale socket or
         pidfile without a process -> cleaned up, then started.
+        paused: -S (boot under COLO). proxy=False: a primary without the
+        filters/colo-compare, which hold all guest output until COLO runs
+        (see vm.qemu_argv); protection then hot-adds them.
         """
         t0 = time.monotonic()
         if role not in ROLES:
             raise InvalidSpec(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         spec.validate(role)
         argv = qemu_argv(spec, role, paused=paused, daemonize=not self.use_systemd, proxy=proxy)
-        running = self._check_existing(spec, role, argv)
-        if running is not None:
-            return StartResult(False, spec.name, role, running, self.manager, spec.qmp_path,
+        running, pid = self._check_existing(spec, role, argv)
+        if running:
+            return StartResult(False, spec.name, role, pid, self.manager, spec.qmp_path,
                                f"VM {spec.name} is already running as {role}", time.monotonic() - t0, argv)
 
         self._prepare_state_dir(spec)
@@ -281,8 +285,9 @@ class Launcher:
         return StartResult(True, spec.name, role, pid, self.manager, spec.qmp_path,
                            f"started VM {spec.name} as {role}", time.monotonic() - t0, argv)
 
-    def _check_existing(self, spec: VMSpec, role: str, argv: list[str]) -> int | None:
-        """PID of the same VM if it already runs; raise if something else is there; else clean up."""
+    def _check_existing(self, spec: VMSpec, role: str, argv: list[str]) -> tuple[bool, int | None]:
+        """(True, pid) if the same VM already runs; raise if something else is there;
+        else clean up stale files and return (False, None)."""
         pid = self._find_pid(spec)
         name = None
         answered = False
@@ -306,14 +311,14 @@ class Launcher:
             argv_matches = pid is not None and same_argv(read_cmdline(pid), argv)
             same_record = record.get("role") == role and record.get("spec") == spec.to_dict()
             if argv_matches or same_record:
-                return pid if pid is not None else 0
+                return True, pid
             raise LaunchError(f"VM {spec.name} is already running with another configuration "
                               f"({_differences(record, spec, role)}); stop it first")
         if pid is not None:
             raise LaunchError(f"VM {spec.name}: QEMU pid {pid} exists but its QMP socket {spec.qmp_path} "
                               "does not answer; not starting a second one (stop it first)")
         self._cleanup(spec)
-        return None
+        return False, None
 
     def _prepare_state_dir(self, spec: VMSpec) -> None:
         os.makedirs(spec.state_root, mode=0o700, exist_ok=True)

@@ -57,6 +57,15 @@ def _missing() -> str | None:
         return "no /dev/net/tun"
     if not shutil.which("ip"):
         return "no ip (iproute2)"
+    from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
+    from ansible_collections.colo.ft.plugins.module_utils.colo.guard import probe_binary
+    try:
+        version = probe_binary(QEMU)
+    except ColoError as exc:
+        return str(exc)
+    if version.major < 11:
+        # e.g. a Debian 12 machine (QEMU 7.2): use run-in-netns --chroot with a trixie tree
+        return f"QEMU {version} found, these tests need >= 11 (see run-in-netns --chroot)"
     return None
 
 

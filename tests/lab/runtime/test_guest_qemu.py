@@ -1,6 +1,6 @@
 """The test guest (lab/guest/build) boots with the launcher's argv and answers HTTP.
 
-Skipped unless the guest files exist (COLO_GUEST_DIR, default /srv/colo-lab/guest as in
+Skipped unless the guest files exist (COLO_RT_GUEST or COLO_GUEST_DIR, default /srv/colo-lab/guest as in
 docs/lab-contract.md). The guest gets an address of a private test subnet on a bridge
 the test creates, so nothing leaves the test's own bridge.
 """
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-GUEST = os.environ.get("COLO_GUEST_DIR", "/srv/colo-lab/guest")
+GUEST = os.environ.get("COLO_RT_GUEST") or os.environ.get("COLO_GUEST_DIR", "/srv/colo-lab/guest")
 NET = "192.168.213"
 pytestmark = pytest.mark.skipif(
     not all(os.path.exists(os.path.join(GUEST, f)) for f in ("vmlinux", "initrd.img", "disk.qcow2", "guest.json")),

@@ -114,7 +114,7 @@ def cmd_ssh(args) -> int:
 
 def cmd_client(args) -> int:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'lab'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run(["ip", "netns", "exec", CLIENT_NS, *args.command], env=env).returncode
+    return subprocess.run(["ip", "netns", "exec", CLIENT_NS, *args.command], env=env, check=False).returncode
 
 
 def cmd_site(args) -> int:
@@ -122,7 +122,7 @@ def cmd_site(args) -> int:
     cmd_up(args)
     playbook = [str(REPO / ".venv/bin/ansible-playbook"), "-i", str(INVENTORY), str(REPO / "playbooks/site.yml"), *args.extra]
     log(" ".join(playbook))
-    return subprocess.run(playbook, cwd=REPO).returncode
+    return subprocess.run(playbook, cwd=REPO, check=False).returncode
 
 
 def main(argv: list[str] | None = None) -> int:

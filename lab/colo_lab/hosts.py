@@ -140,7 +140,8 @@ def ssh(host: Host, command: str, *, check: bool = True, timeout: float = 120, c
         ) -> subprocess.CompletedProcess:
     argv = ["ssh", *SSH_OPTS, "-i", str(SSH_KEY), f"root@{host.address('mgmt0')}", command]
     try:
-        result = subprocess.run(argv, text=True, capture_output=capture, timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(argv, text=True, capture_output=capture, timeout=timeout, stdin=subprocess.DEVNULL,
+                                check=False)
     except subprocess.TimeoutExpired:
         if check:
             raise LabError(f"{host.name}: {command!r} timed out after {timeout}s")
@@ -180,7 +181,7 @@ def kill_all(host: Host) -> None:
     if not _cgroup(host).exists():
         return
     _freezer_state(host, "FROZEN")
-    for _ in range(50):
+    for _attempt in range(50):
         pids = cgroup_pids(host)
         if not pids:
             break

@@ -54,7 +54,7 @@ def parse_ok(line: str) -> int:
     """Return the seq of an `OK <seq>` reply, raise LedgerProtocolError otherwise."""
     if line.startswith("ERR"):
         raise LedgerProtocolError(f"server refused: {line}")
-    word, _, seq = line.partition(" ")
+    word, _sep, seq = line.partition(" ")
     if word != "OK" or not seq.isdigit():
         raise LedgerProtocolError(f"unexpected reply to PUT: {line!r}")
     return int(seq)
@@ -157,7 +157,7 @@ class LedgerClient:
         """Pipelined PUTs; returns the seqs in order. Raises LedgerProtocolError
         (after reading every answer) if any PUT was refused; `.seqs` on the
         exception holds the results (int or the error) for every text."""
-        results = [r for _, r in self.put_iter(texts, window)]
+        results = [result for _index, result in self.put_iter(texts, window)]
         errors = [r for r in results if isinstance(r, LedgerError)]
         if errors:
             exc = LedgerProtocolError(f"{len(errors)} of {len(results)} PUTs refused, first: {errors[0]}")
@@ -170,9 +170,9 @@ class LedgerClient:
         records = []
         while True:
             line = self._readline()
-            word, _, rest = line.partition(" ")
+            word, _sep, rest = line.partition(" ")
             if word == "REC":
-                seq, _, text = rest.partition(" ")
+                seq, _sep, text = rest.partition(" ")
                 if not seq.isdigit():
                     raise self._fail(LedgerProtocolError(f"bad record line: {line!r}"))
                 records.append((int(seq), text))
@@ -255,7 +255,7 @@ def write_records(host: str, port: int, count: int, prefix: str, rate: float | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m colo_lab.ledger", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python3 -m colo_lab.ledger", description=__doc__.split("\n", maxsplit=1)[0])
     p.add_argument("--host", required=True)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per answer (default 10)")

@@ -20,7 +20,7 @@ def run(argv: Sequence[str], *, check: bool = True, capture: bool = False, input
         netns: str | None = None, cwd=None) -> subprocess.CompletedProcess:
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
-    result = subprocess.run(list(argv), text=True, input=input, cwd=cwd,
+    result = subprocess.run(list(argv), text=True, input=input, cwd=cwd, check=False,
                             stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.PIPE if capture else None)
     if check and result.returncode != 0:

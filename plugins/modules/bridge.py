@@ -11,12 +11,13 @@ short_description: Linux bridges for COLO guests (runtime state, iproute2)
 version_added: 0.1.0
 description:
   - Creates or removes a Linux bridge, puts NICs on it and moves a NIC's IPv4 addresses onto it.
-  - A COLO host needs two: C(br0) on the client NIC, where the primary guest's tap joins the client
+  - A COLO host needs two bridges. C(br0) is on the client NIC, where the primary guest's tap joins the client
     network, and an isolated C(br1) without ports, where the secondary guest's tap waits until a
     failover moves it to C(br0).
   - Changes the running network only (like C(ip link)); it writes no distribution network
     configuration, so a host that reboots needs the role (or this module) to run again.
-author: colo.ft contributors
+author:
+  - colo.ft maintainers (@colo-ft)
 options:
   name:
     description: Name of the bridge.

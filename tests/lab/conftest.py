@@ -7,8 +7,11 @@ uses it too; test_zz_lab_down.py, kept last, takes it down and checks that nothi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +24,7 @@ LAB = REPO / "lab/colo-lab"
 
 
 def lab_cmd(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(LAB), *args], text=True, capture_output=True, timeout=timeout)
+    result = subprocess.run([str(LAB), *args], text=True, capture_output=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"colo-lab {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -39,9 +42,16 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "lab_down: takes the lab down; runs after every other lab test")
 
 
+# The lab is one shared pair of hosts: files run in this order (stable within a file), and taking the
+# lab down comes last of all.
+ORDER = ["test_lab.py", "test_guest_unprotected.py", "test_bad_input.py", "test_colo.py"]
+
+
 def pytest_collection_modifyitems(items):
-    # Taking the lab down must come after every other lab test, whatever the file order.
-    items.sort(key=lambda item: "lab_down" in item.keywords)
+    def rank(item):
+        name = item.path.name
+        return ("lab_down" in item.keywords, ORDER.index(name) if name in ORDER else len(ORDER))
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +69,7 @@ def ansible(*argv: str, check: bool = True, timeout: float = 1800) -> subprocess
     tool, *rest = argv
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
     result = subprocess.run([str(REPO / ".venv/bin" / tool), "-i", str(INVENTORY), *rest], text=True,
-                            capture_output=True, timeout=timeout, cwd=REPO, env=env)
+                            capture_output=True, timeout=timeout, cwd=REPO, env=env, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return result
@@ -103,3 +113,92 @@ def recap(output: str) -> dict:
             host, rest = line.split(" : ", 1)
             counts[host.strip()] = {k: int(v) for k, v in (kv.split("=") for kv in rest.split())}
     return counts
+
+
+def vm_info(sample_seconds: float = 0) -> dict:
+    """colo.ft.info on both hosts: {host: {vm name: status}} (an unreachable host maps to None)."""
+    result = ansible("ansible", "colo_primary:colo_secondary", "-m", "colo.ft.info", "-a",
+                     f"sample_seconds={sample_seconds}", "-o", check=False)
+    vms = {}
+    for line in result.stdout.splitlines():
+        host, _sep, rest = line.partition(" | ")
+        if rest.startswith("SUCCESS"):
+            vms[host] = json.loads(rest.split("=>", 1)[1])["vms"]
+        elif host in ("colo-a", "colo-b"):
+            vms[host] = None
+    return vms
+
+
+class ClientLoad:
+    """A client of the guest during a fault: ledger writes on one connection, plus an idle held one.
+
+    Every acknowledged record is remembered with the time of its answer, so a test can check that
+    none is lost and see how long the service was gone (the longest gap between two answers).
+    """
+
+    def __init__(self, tag: str, interval: float = 0.05):
+        from colo_lab.ledger import LedgerClient
+        self.tag, self.interval = tag, interval
+        self.acked: list[tuple[int, str, float]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        with client_netns():
+            self.held = LedgerClient(GUEST_ADDR, timeout=120)
+            self._writer_conn = LedgerClient(GUEST_ADDR, timeout=120)
+        self.held.ping()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+
+    def __enter__(self) -> "ClientLoad":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _write(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            text = f"{self.tag}-{i:05d}"
+            try:
+                seq = self._writer_conn.put(text)
+            except Exception as error:  # recorded and checked by the test
+                self.errors.append(repr(error))
+                return
+            self.acked.append((seq, text, time.monotonic()))
+            i += 1
+            time.sleep(self.interval)
+
+    def wait_acks(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        start = len(self.acked)
+        while len(self.acked) < start + count:
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, f"no {count} acknowledgements within {timeout}s"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=180)
+        self._writer_conn.close()
+
+    def longest_gap(self, after: float) -> float:
+        times = [after] + [t for _seq, _text, t in self.acked if t >= after]
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+    def lost(self) -> list[tuple[int, str]]:
+        """Acknowledged records that are not on the guest's disk now."""
+        from colo_lab.ledger import LedgerClient
+        with client_netns():
+            reader = LedgerClient(GUEST_ADDR, timeout=60)
+        with reader:
+            on_disk = set(reader.get())
+        return [(seq, text) for seq, text, _t in self.acked if (seq, text) not in on_disk]
+
+
+def record_metric(name: str, value) -> None:
+    """Keep a measured figure of a lab run in tests/output/lab-metrics.json (for notes and bench)."""
+    path = REPO / "tests/output/lab-metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.setdefault(name, []).append(value)
+    path.write_text(json.dumps(data, indent=1) + "\n")

@@ -150,7 +150,7 @@ def test_http_static_page(guest):
 
 def test_uptime_page_changes(guest):
     pages = []
-    for _ in range(3):
+    for _attempt in range(3):
         status, body = guest.http_get("/cgi-bin/uptime")
         assert status == 200 and "uptime" in body
         pages.append(body)
@@ -192,7 +192,7 @@ def test_ledger_concurrent_writers_get_unique_ordered_seqs(guest):
     assert len(acked) == 400
     with guest.ledger() as led:
         records = led.get()
-    assert [seq for seq, _ in records] == list(range(1, len(records) + 1))
+    assert [seq for seq, _text in records] == list(range(1, len(records) + 1))
     on_disk = dict(records)
     assert all(on_disk[seq] == text for seq, text in acked.items())
 

@@ -8,7 +8,7 @@ import pytest
 from colo_lab.config import GUEST_ADDR
 from colo_lab.ledger import LedgerClient
 
-from conftest import ansible, client_netns, http_get, on_host, recap, wait_http
+from conftest import ansible, client_netns, http_get, recap, vm_info, wait_http
 
 PLAIN = ["playbooks/site.yml", "--limit", "colo-a", "-e", "colo_primary_protect=false"]
 
@@ -41,9 +41,10 @@ def test_thousand_ledger_records_are_all_read_back(plain_guest):
 
 
 def test_guest_runs_in_colo_a_only_and_unprotected(plain_guest):
-    assert on_host("colo-a", "pgrep -f 'guest=guest0|-name guest0' >/dev/null && echo yes", check=False).stdout.strip() == "yes"
-    info = ansible("ansible", "colo-a", "-m", "colo.ft.info", "-a", "name=guest0").stdout
-    assert '"mode": "none"' in info or '"role": "plain"' in info
+    vms = vm_info()
+    assert vms["colo-a"]["guest0"]["running"] and vms["colo-a"]["guest0"]["recorded_role"] == "plain"
+    assert vms["colo-a"]["guest0"]["mode"] == "none"
+    assert "guest0" not in vms["colo-b"]
 
 
 def test_rerun_changes_nothing(plain_guest):

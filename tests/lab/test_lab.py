@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 
-import pytest
 from colo_lab.config import HOSTS_BY_NAME
 
 from conftest import ansible, in_client, lab_cmd, on_host

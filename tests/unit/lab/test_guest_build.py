@@ -26,12 +26,12 @@ def elf64(sections=(), notes=()):
     """A minimal x86_64 ELF64: named sections, and one PT_NOTE segment holding notes."""
     note = b"".join(struct.pack("<III", len(n) + 1, 4, t) + (n.encode() + b"\0").ljust((len(n) + 4) // 4 * 4, b"\0")
                     + b"\0" * 4 for n, t in notes)
-    shstr = b"\0" + b"".join(name.encode() + b"\0" for name, _ in sections) + b".shstrtab\0"
+    shstr = b"\0" + b"".join(name.encode() + b"\0" for name, _data in sections) + b".shstrtab\0"
     body = bytearray(b"\0" * 64)
     note_off = len(body)
     body += note
     data_offs = []
-    for _, data in sections:
+    for _name, data in sections:
         data_offs.append(len(body))
         body += data
     shstr_off = len(body)
@@ -125,8 +125,8 @@ def test_cpio_newc_round_trip():
     entries = [build.dir_entry("bin"), build.file_entry("bin/x", b"abcde", 0o755),
                ("bin/sh", 0o120777, b"x", (0, 0)), ("dev/console", 0o020600, b"", (5, 1))]
     parsed = parse_newc(build.cpio_newc(entries))
-    assert [(n, m, d, r) for n, m, d, r, _ in parsed] == entries
-    assert {mtime for *_, mtime in parsed} == {0}  # reproducible
+    assert [(n, m, d, r) for n, m, d, r, _mtime in parsed] == entries
+    assert {entry[-1] for entry in parsed} == {0}  # reproducible
     assert build.cpio_newc(entries) == build.cpio_newc(entries)
 
 

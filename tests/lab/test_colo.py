@@ -1,0 +1,106 @@
+"""COLO end to end on the lab, through the playbooks a user runs.
+
+One scenario, in order (the lab is a single pair of hosts):
+site.yml protects the guest -> rerun and check mode change nothing -> colo-a (primary) crashes,
+failover.yml -> reprotect.yml (colo-b primary) -> colo-a (now secondary) crashes, failover.yml ->
+reprotect.yml -> colo-b (primary) crashes, failover.yml: colo-a serves again.
+Throughout, a client writes ledger records and holds an idle TCP connection open: no acknowledged
+record may be lost and the held connection must still work after each failover.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import ClientLoad, ansible, http_get, lab_cmd, recap, record_metric, vm_info, wait_http
+
+pytestmark = pytest.mark.usefixtures("lab")
+
+
+def roles() -> dict:
+    """{host: mode of guest0} for the hosts that answer."""
+    return {host: vms["guest0"]["mode"] for host, vms in vm_info().items() if vms and "guest0" in vms}
+
+
+def assert_protected(primary: str, secondary: str) -> None:
+    vms = vm_info(sample_seconds=4)
+    assert vms[primary]["guest0"]["mode"] == "primary", vms
+    assert vms[secondary]["guest0"]["mode"] == "secondary", vms
+    assert vms[primary]["guest0"]["replication"] == "attached"
+    assert vms[primary]["guest0"]["checkpoints"] > 0, "no checkpoint in 4 s"
+    record_metric("checkpoint_pause_p50_ms", vms[primary]["guest0"]["pause_p50_ms"])
+    record_metric("checkpoint_pause_max_ms", vms[primary]["guest0"]["pause_max_ms"])
+    assert "colo.ft test guest" in http_get("/")
+
+
+def crash_and_fail_over(dead: str, survivor: str, tag: str) -> None:
+    with ClientLoad(tag) as load:
+        load.wait_acks(20)
+        crashed_at = time.monotonic()
+        lab_cmd("crash", dead)
+        result = ansible("ansible-playbook", "playbooks/failover.yml")
+        failover_s = time.monotonic() - crashed_at
+        load.wait_acks(20)
+    assert not load.errors, load.errors
+    assert load.lost() == [], "acknowledged records lost"
+    load.held.ping()
+    assert load.held.put(f"{tag}-held") > 0, "the connection opened before the crash no longer works"
+    assert roles() == {survivor: "none"}
+    assert recap(result.stdout)[survivor]["failed"] == 0
+    record_metric(f"{tag}_outage_s", round(load.longest_gap(crashed_at), 3))
+    record_metric(f"{tag}_failover_playbook_s", round(failover_s, 2))
+    again = ansible("ansible-playbook", "playbooks/failover.yml")
+    assert recap(again.stdout)[survivor]["changed"] == 0, "a second failover.yml changed something"
+
+
+def restart_and_reprotect(repaired: str, survivor: str, tag: str) -> None:
+    lab_cmd("restart", repaired)
+    with ClientLoad(tag) as load:
+        load.wait_acks(10)
+        started = time.monotonic()
+        ansible("ansible-playbook", "playbooks/reprotect.yml")
+        record_metric("reprotect_playbook_s", round(time.monotonic() - started, 2))
+        load.wait_acks(20)
+    assert not load.errors and load.lost() == []
+    load.held.ping()
+    assert_protected(survivor, repaired)
+
+
+def test_site_protects_the_guest():
+    started = time.monotonic()
+    ansible("ansible-playbook", "playbooks/site.yml")
+    record_metric("site_playbook_s", round(time.monotonic() - started, 2))
+    wait_http()
+    assert_protected("colo-a", "colo-b")
+
+
+def test_site_rerun_and_check_mode_change_nothing():
+    pids = {host: vms["guest0"]["pid"] for host, vms in vm_info().items()}
+    result = ansible("ansible-playbook", "playbooks/site.yml")
+    counts = recap(result.stdout)
+    assert counts["colo-a"]["changed"] == 0 and counts["colo-b"]["changed"] == 0, result.stdout[-4000:]
+    checked = ansible("ansible-playbook", "playbooks/site.yml", "--check", "--diff")
+    counts = recap(checked.stdout)
+    assert counts["colo-a"]["changed"] == 0 and counts["colo-b"]["changed"] == 0, checked.stdout[-4000:]
+    assert {host: vms["guest0"]["pid"] for host, vms in vm_info().items()} == pids
+    assert_protected("colo-a", "colo-b")
+
+
+def test_primary_lost_then_failover_keeps_every_write_and_connection():
+    crash_and_fail_over("colo-a", "colo-b", "primary_lost")
+
+
+def test_reprotect_makes_the_repaired_host_secondary():
+    restart_and_reprotect("colo-a", "colo-b", "reprotect1")
+
+
+def test_secondary_lost_then_failover_keeps_the_primary_serving():
+    crash_and_fail_over("colo-a", "colo-b", "secondary_lost")
+
+
+def test_reprotect_then_fail_over_the_other_way():
+    restart_and_reprotect("colo-a", "colo-b", "reprotect2")
+    crash_and_fail_over("colo-b", "colo-a", "primary_lost_other_way")
+    restart_and_reprotect("colo-b", "colo-a", "reprotect3")

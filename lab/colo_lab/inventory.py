@@ -34,6 +34,9 @@ def _guest_vm(guest: dict) -> dict:
         "initrd": f"{GUEST_MOUNT}/{guest['initrd']}",
         "append": f"{guest['cmdline']} colo.ip={GUEST_ADDR}/24",
         "accel": "tcg",  # /dev/kvm here is a paravirtual KVM that stock guest kernels fail on
+        # Protect only a booted guest: the ledger answers once the guest is up.
+        "ready_host": GUEST_ADDR,
+        "ready_port": guest["services"]["ledger"],
     }
 
 

@@ -11,10 +11,11 @@ short_description: Start or stop the QEMU of a COLO VM in one role
 version_added: 0.1.0
 description:
   - Starts the QEMU process of a VM as a plain VM, as COLO primary or as COLO secondary, or stops it.
-  - The primary gets the network proxy (filter-mirror, redirectors, colo-compare) and a one-child quorum disk,
-    so that protection can be added while it runs (M(colo.ft.checkpoint)); the secondary gets the redirector and
-    rewriter filters, the replication disk over fresh active and hidden overlays, and waits for the incoming
-    migration.
+  - The primary gets a one-child quorum disk and the proxy's chardevs, so that protection can be added while it
+    runs (M(colo.ft.checkpoint)), which also adds the network proxy (filter-mirror, redirectors, colo-compare):
+    started with the proxy, colo-compare would hold all of the guest's output until COLO runs. The secondary
+    gets the redirector and rewriter filters, the replication disk over fresh active and hidden overlays, and
+    waits for the incoming migration.
   - The description is validated (every problem listed) and the image files checked before anything is started.
   - QEMU runs as a transient systemd unit C(colo-ft-<name>) where systemd is PID 1, else as a daemonized process.
     Its state (QMP socket, pidfile, logs, the recorded description) lives in O(state_root)/O(name).
@@ -219,7 +220,7 @@ def started(module: ColoModule) -> dict:
     record = read_record(spec)
     st = module.launcher.status(spec)
     name = _answered_name(module, spec, st.pid)
-    wanted = qemu_argv(spec, role, daemonize=not module.launcher.use_systemd)
+    wanted = qemu_argv(spec, role, daemonize=not module.launcher.use_systemd, proxy=False)
     changed = predict_start(spec, role, st.running, name, record,
                             read_cmdline(st.pid) if st.pid else None, wanted)
     result: dict = {"changed": changed, "elapsed_s": 0.0}
@@ -240,7 +241,8 @@ def started(module: ColoModule) -> dict:
                         "manager": module.launcher.manager}
         return result
     else:
-        res = module.launcher.start(spec, role)
+        # The proxy is hot-added by protection: a primary with it would serve nothing until then.
+        res = module.launcher.start(spec, role, proxy=False)
         result.update(changed=res.changed, message=res.message, elapsed_s=round(res.elapsed_s, 3))
     result["vm"] = _vm_info(module, spec, role)
     return result

@@ -105,6 +105,7 @@ def cgroup_pids(host: Host) -> list[int]:
 
 def boot(host: Host, image: Path, guest: Path) -> None:
     """Boot the host if it is not running, and wait until it accepts ssh."""
+    proc = None
     if nspawn_pid(host) is None:
         if cgroup_pids(host):  # leftovers of a run that lost its nspawn: power them off
             kill_all(host)
@@ -122,18 +123,18 @@ def boot(host: Host, image: Path, guest: Path) -> None:
                                 env={**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"})
         _pidfile(host).write_text(str(proc.pid))
         log(f"{host.name}: booting (nspawn PID {proc.pid})")
-    wait_until(lambda: ssh(host, "true", check=False, timeout=5).returncode == 0 or _died(host), 90,
-               f"ssh on {host.name}")
-    if _died(host):
+    # While nspawn replaces the sh that started it, its cmdline reads empty for a moment: ask the
+    # Popen object, where there is one, whether it has really ended.
+    def died() -> bool:
+        return proc.poll() is not None if proc else nspawn_pid(host) is None
+
+    wait_until(lambda: ssh(host, "true", check=False, timeout=5).returncode == 0 or died(), 90, f"ssh on {host.name}")
+    if died():
         raise LabError(f"{host.name} stopped while booting; see {_dir(host) / 'nspawn.log'}")
     state = ssh(host, "timeout 60 systemctl is-system-running --wait", check=False, timeout=70).stdout.strip()
     if state != "running":
         failed = ssh(host, "systemctl --failed --no-legend --plain", check=False).stdout.strip()
         log(f"{host.name}: systemd says {state!r}; failed units: {failed or 'none'}")
-
-
-def _died(host: Host) -> bool:
-    return nspawn_pid(host) is None
 
 
 def ssh(host: Host, command: str, *, check: bool = True, timeout: float = 120, capture: bool = True,

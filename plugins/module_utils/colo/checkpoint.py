@@ -17,6 +17,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo import proxy, replica
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
     ColoError,
     QMPConnectionError,
+    QMPError,
     QMPTimeout,
     UnsupportedQemu,
 )
@@ -29,6 +30,10 @@ MIGRATION_PORT = 9998
 DEFAULT_CHECKPOINT_DELAY_MS = 2000
 # query-migrate states of a migration still under way.
 MIGRATING = ("setup", "active", "device", "pre-switchover", "wait-unplug", "postcopy-active")
+SECONDARY_HINT = (
+    "is the secondary QEMU started (role secondary, -incoming) and prepared (prepare_secondary), "
+    "and is {addr} its checkpoint-link address?"
+)
 BOOT_UNDER_COLO_WARNING = (
     "booting a guest under COLO is unreliable under TCG with QEMU 11.1.3: the secondary's "
     "guest kernel was corrupted in 11 of 15 runs (stale translated code after a checkpoint load); "
@@ -230,7 +235,7 @@ def _host(h: str) -> str:
 
 def protect(
     primary: QMPClient,
-    secondary: QMPClient,
+    secondary: QMPClient | None,
     checkpoint_host: str,
     nbd_port: int = replication.NBD_PORT,
     migration_port: int = MIGRATION_PORT,
@@ -246,7 +251,10 @@ def protect(
 
     checkpoint_host is the secondary's address on the checkpoint link (NBD
     and migration listen there). The guest keeps running except for the
-    short stop between the end of the disk copy and the start of COLO.
+    stop between the end of the disk copy and the start of COLO (the first
+    full RAM copy happens in it).
+    secondary: its QMP client, or None when it runs on another host and was
+    readied there with prepare_secondary(); then only the primary is awaited.
     proxy_spec: hot-add the proxy objects a primary of this spec has (for a VM
     not started as primary: re-protection); added while the guest is paused,
     as colo-compare would hold every packet until its timeout without a
@@ -255,9 +263,10 @@ def protect(
     t0 = time.monotonic()
     res = ProtectResult()
     res.warnings += check_version(primary, allow_unsupported)
-    check_version(secondary, allow_unsupported)
-    if primary.version != secondary.version:
-        res.warnings.append(f"QEMU versions differ: primary {primary.version}, secondary {secondary.version}")
+    if secondary is not None:
+        check_version(secondary, allow_unsupported)
+        if primary.version != secondary.version:
+            res.warnings.append(f"QEMU versions differ: primary {primary.version}, secondary {secondary.version}")
     if colo_status(primary)["mode"] == "secondary":
         raise ColoError("this VM is a COLO secondary: protect() runs on the primary")
     if in_colo(primary, "primary"):
@@ -271,30 +280,38 @@ def protect(
         return res
     if run["status"] not in ("running", "paused"):
         raise ColoError(f"the primary is {run['status']}, not running")
-    res.actions += prepare_secondary(secondary, checkpoint_host, nbd_port, migration_port)
+    if secondary is not None:
+        res.actions += prepare_secondary(secondary, checkpoint_host, nbd_port, migration_port)
     was_running = run["running"]
+    added_proxy: list[str] = []
     wall = time.time()
     t = time.monotonic()
     try:
-        res.actions += replication.resync(primary, checkpoint_host, nbd_port, timeout=timeout, progress=progress)
+        try:
+            res.actions += replication.resync(primary, checkpoint_host, nbd_port, timeout=timeout, progress=progress)
+        except QMPError as exc:
+            raise ColoError(f"resync to {replication.nbd_uri(checkpoint_host, nbd_port, replication.EXPORT)} "
+                            f"failed: {exc.desc}; {SECONDARY_HINT.format(addr=checkpoint_host)}") from None
         res.resync_s = time.monotonic() - t
         res.actions += replication.attach(primary, checkpoint_host, nbd_port)
         if proxy_spec is not None:
-            res.actions += proxy.add_primary(primary, proxy_spec, compare)
+            added_proxy = proxy.add_primary(primary, proxy_spec, compare)
+            res.actions += added_proxy
         res.actions += set_capabilities(primary)
         res.actions += set_parameters(primary, checkpoint_delay_ms, **(parameters or {}))
         uri = f"tcp:{_host(checkpoint_host)}:{migration_port}"
         primary.execute("migrate", {"uri": uri})
         res.actions.append(f"migrate {uri}")
     except Exception:
-        _undo_protect(primary, was_running, proxy_spec is not None)
+        _undo_protect(primary, was_running, bool(added_proxy))
         raise
     try:
         res.colo_after_migrate_s = wait_colo(primary, secondary, timeout)
-    except ColoError:
+    except ColoError as exc:
         # A failed migration leaves the (stopped) source paused: resume it alone.
         if migrate_status(primary) in ("failed", "cancelled"):
-            _undo_protect(primary, was_running, proxy_spec is not None)
+            _undo_protect(primary, was_running, bool(added_proxy))
+            raise ColoError(f"{exc}; {SECONDARY_HINT.format(addr=checkpoint_host)}") from None
         raise
     pauses = pauses_from_events([e for e in primary.events() if e.get("event") in ("STOP", "RESUME")], since=wall)
     res.guest_pause_ms = pauses[0] if pauses else None
@@ -303,7 +320,7 @@ def protect(
 
 
 def _undo_protect(primary: QMPClient, was_running: bool, drop_proxy: bool) -> None:
-    """Best effort: no half-attached replication or idle proxy, guest running again."""
+    """Best effort: no half-attached replication or proxy this call added, guest running again."""
     try:
         replication.detach(primary)
         if drop_proxy:
@@ -316,7 +333,7 @@ def _undo_protect(primary: QMPClient, was_running: bool, drop_proxy: bool) -> No
 
 def boot_under_colo(
     primary: QMPClient,
-    secondary: QMPClient,
+    secondary: QMPClient | None,
     checkpoint_host: str,
     nbd_port: int = replication.NBD_PORT,
     migration_port: int = MIGRATION_PORT,
@@ -328,17 +345,24 @@ def boot_under_colo(
     """Opt-in: start COLO before the guest boots (primary started with -S).
 
     Both disks must already be identical (copies of one image), so no resync.
+    secondary: as for protect() (None: prepared on its own host).
     """
     t0 = time.monotonic()
     res = ProtectResult(warnings=[BOOT_UNDER_COLO_WARNING])
     res.warnings += check_version(primary, allow_unsupported)
-    check_version(secondary, allow_unsupported)
+    if secondary is not None:
+        check_version(secondary, allow_unsupported)
     if in_colo(primary, "primary"):
+        return res
+    if migrate_status(primary) in MIGRATING:
+        res.colo_after_migrate_s = wait_colo(primary, secondary, timeout)
+        res.duration_s = time.monotonic() - t0
         return res
     status = primary.execute("query-status")["status"]
     if status != "prelaunch":
         raise ColoError(f"boot under COLO needs a primary started with -S (it is {status}); use protect()")
-    res.actions += prepare_secondary(secondary, checkpoint_host, nbd_port, migration_port)
+    if secondary is not None:
+        res.actions += prepare_secondary(secondary, checkpoint_host, nbd_port, migration_port)
     res.actions += replication.attach(primary, checkpoint_host, nbd_port)
     res.actions += set_capabilities(primary)
     res.actions += set_parameters(primary, checkpoint_delay_ms, **(parameters or {}))

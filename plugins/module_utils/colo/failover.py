@@ -78,8 +78,8 @@ def primary_lost(
         raise WrongSide("primary_lost() runs on the secondary, but this VM is the COLO primary (use secondary_lost)")
     if st["mode"] == "none" and st["last-mode"] != "secondary":
         raise WrongSide(
-            "primary_lost(): this VM is not in COLO and was never a secondary "
-            f"(last mode {st['last-mode']}); nothing to take over"
+            "primary_lost(): this VM is not in COLO and its last COLO mode was "
+            f"{st['last-mode']}, not secondary; nothing to take over"
         )
     done: list[str] = []
     if st["mode"] == "secondary":
@@ -109,8 +109,8 @@ def secondary_lost(primary: QMPClient) -> list[str]:
         raise WrongSide("secondary_lost() runs on the primary, but this VM is the COLO secondary (use primary_lost)")
     if st["mode"] == "none" and st["last-mode"] != "primary" and replication.replication_child(primary) is None:
         raise WrongSide(
-            "secondary_lost(): this VM is not in COLO, was never a primary "
-            f"(last mode {st['last-mode']}) and has no replication child; nothing to release"
+            "secondary_lost(): this VM is not in COLO, its last COLO mode was "
+            f"{st['last-mode']} (not primary) and it has no replication child; nothing to release"
         )
     done = checkpoint.release_primary(primary)
     _wait_running(primary)
@@ -119,7 +119,7 @@ def secondary_lost(primary: QMPClient) -> list[str]:
 
 def reprotect(
     survivor: QMPClient,
-    new_secondary: QMPClient,
+    new_secondary: QMPClient | None,
     spec: VMSpec,
     compare: proxy.CompareOptions | None = None,
     **protect_args: Any,
@@ -128,7 +128,9 @@ def reprotect(
 
     spec describes the new direction: forward_addr is the survivor's
     forward-link address, checkpoint_addr the new secondary's checkpoint-link
-    address (the ports come from spec too). Proxy objects are hot-added
+    address (the ports come from spec too). new_secondary: its QMP client, or
+    None if it runs on another host and was readied there
+    (checkpoint.prepare_secondary). Proxy objects are hot-added
     (before rew0 on a former secondary), the disk is resynced by drive-mirror,
     the replication child re-added, then COLO starts; the guest keeps running
     apart from the short final pause.

@@ -93,7 +93,11 @@ def test_protect_checkpoints_then_secondary_lost(env, vms):
         assert proxy.remove_primary(prim)
         if _services(env, p):
             assert ledger(["PUT before-protect"])[0].startswith("OK ")
-        res = checkpoint.protect(prim, sec, env.checkpoint, nbd_port=p.nbd_port, migration_port=p.migration_port,
+        # As on two hosts: the secondary is readied on its own, protect() sees only the primary.
+        ready = checkpoint.prepare_secondary(sec, env.checkpoint, p.nbd_port, p.migration_port)
+        assert ready and all(a.startswith("secondary: ") for a in ready)
+        assert checkpoint.prepare_secondary(sec, env.checkpoint, p.nbd_port, p.migration_port) == []
+        res = checkpoint.protect(prim, None, env.checkpoint, nbd_port=p.nbd_port, migration_port=p.migration_port,
                                  proxy_spec=p)
         assert res.changed and not res.warnings, res
         assert "object-add colo-compare comp0" in res.actions
@@ -235,6 +239,7 @@ def test_primary_killed_failover_and_reprotect(env, vms):
             "failover_actions": done,
             "second_call_s": round(noop_s, 4),
             "kill_to_first_http_answer_s": served_s,
+            "takeover_stalled": served_s is not None and served_s > 5.0,
             "client_failed_requests_around_failover": prober.failures() if prober else None,
             "reprotect": rp.to_dict(),
             "checkpoints_after_reprotect": stats2.to_dict(),

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -64,10 +65,10 @@ def lab() -> Path:
     return INVENTORY
 
 
-def ansible(*argv: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
+def ansible(*argv: str, check: bool = True, timeout: float = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run an Ansible command-line tool from the project's venv against the lab."""
     tool, *rest = argv
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
     result = subprocess.run([str(REPO / ".venv/bin" / tool), "-i", str(INVENTORY), *rest], text=True,
                             capture_output=True, timeout=timeout, cwd=REPO, env=env, check=False)
     if check and result.returncode != 0:
@@ -115,18 +116,23 @@ def recap(output: str) -> dict:
     return counts
 
 
+def run_module(pattern: str, module: str, args: dict | str = "") -> tuple[int, dict]:
+    """One module on the hosts of pattern: (exit code of ansible, {host: result})."""
+    argv = ["ansible", pattern, "-m", module]
+    if args:
+        argv += ["-a", args if isinstance(args, str) else json.dumps(args)]
+    # The tree callback (ansible-core's own) writes each host's result as JSON to a file.
+    with tempfile.TemporaryDirectory() as tree:
+        done = ansible(*argv, check=False, env={"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+                                                "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
+                                                "ANSIBLE_CALLBACK_TREE_DIR": tree})
+        return done.returncode, {path.name: json.loads(path.read_text()) for path in Path(tree).iterdir()}
+
+
 def vm_info(sample_seconds: float = 0) -> dict:
     """colo.ft.info on both hosts: {host: {vm name: status}} (an unreachable host maps to None)."""
-    result = ansible("ansible", "colo_primary:colo_secondary", "-m", "colo.ft.info", "-a",
-                     f"sample_seconds={sample_seconds}", "-o", check=False)
-    vms = {}
-    for line in result.stdout.splitlines():
-        host, _sep, rest = line.partition(" | ")
-        if rest.startswith("SUCCESS"):
-            vms[host] = json.loads(rest.split("=>", 1)[1])["vms"]
-        elif host in ("colo-a", "colo-b"):
-            vms[host] = None
-    return vms
+    _rc, results = run_module("colo_primary:colo_secondary", "colo.ft.info", {"sample_seconds": sample_seconds})
+    return {host: r.get("vms") for host, r in results.items()}
 
 
 class ClientLoad:

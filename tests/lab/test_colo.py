@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ClientLoad, ansible, http_get, lab_cmd, recap, record_metric, vm_info, wait_http
+from conftest import ClientLoad, ansible, http_get, lab_cmd, recap, record_metric, run_module, vm_info, wait_http
 
 pytestmark = pytest.mark.usefixtures("lab")
 
@@ -85,6 +85,15 @@ def test_site_rerun_and_check_mode_change_nothing():
     counts = recap(checked.stdout)
     assert counts["colo-a"]["changed"] == 0 and counts["colo-b"]["changed"] == 0, checked.stdout[-4000:]
     assert {host: vms["guest0"]["pid"] for host, vms in vm_info().items()} == pids
+    assert_protected("colo-a", "colo-b")
+
+
+def test_failover_on_the_wrong_side_is_refused_and_changes_nothing():
+    rc, results = run_module("colo-a", "colo.ft.failover", {"name": "guest0", "lost": "primary"})
+    assert rc != 0 and results["colo-a"]["error"] == "WrongSide", results
+    assert "lost=secondary" in results["colo-a"]["msg"]
+    rc, results = run_module("colo-b", "colo.ft.failover", {"name": "guest0", "lost": "secondary"})
+    assert rc != 0 and results["colo-b"]["error"] == "WrongSide", results
     assert_protected("colo-a", "colo-b")
 
 

@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.vm import (
     ROLES,
     STATE_ROOT,
     VMSpec,
+    listen_ports,
     opt,
     qemu_argv,
     tap_plumbing,
@@ -269,6 +271,7 @@ class Launcher:
             return StartResult(False, spec.name, role, pid, self.manager, spec.qmp_path,
                                f"VM {spec.name} is already running as {role}", time.monotonic() - t0, argv)
 
+        _check_ports_free(spec, role)
         self._prepare_state_dir(spec)
         if role == "secondary":
             self._create_overlays(spec)
@@ -465,6 +468,25 @@ class Launcher:
                     pass
         if remove_tap and _link_info(spec.tap_name) is not None:
             proc.run(["ip", "tuntap", "del", "dev", spec.tap_name, "mode", "tap"])
+
+
+def _check_ports_free(spec: VMSpec, role: str) -> None:
+    """Refuse before starting anything when a port the role will listen on is taken.
+
+    QEMU binds the secondary's migration port only at migrate-incoming, much later: without this
+    check a clash would surface in the middle of protection.
+    """
+    busy = []
+    for what, address, port in listen_ports(spec, role):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as QEMU does
+            try:
+                probe.bind((address, port))
+            except OSError as error:
+                busy.append(f"{what} port {port} on {address} ({error.strerror})")
+    if busy:
+        raise LaunchError(f"cannot start VM {spec.name} as {role}: {', '.join(busy)}; the port is in use by another "
+                          "program or VM: pick other ports (port_base) or stop it")
 
 
 def _differences(record: dict[str, Any], spec: VMSpec, role: str) -> str:

@@ -521,6 +521,15 @@ def qemu_argv(spec: VMSpec, role: str, paused: bool = False, daemonize: bool = F
     return argv
 
 
+def listen_ports(spec: VMSpec, role: str) -> list[tuple[str, str, int]]:
+    """(purpose, address, port) of the TCP ports QEMU listens on in this role."""
+    if role == "primary":
+        return [("mirror", spec.forward_addr, spec.mirror_port), ("compare", spec.forward_addr, spec.compare_port)]
+    if role == "secondary":
+        return [("migration", spec.checkpoint_addr, spec.migration_port), ("NBD", spec.checkpoint_addr, spec.nbd_port)]
+    return []
+
+
 @dataclass(frozen=True)
 class TapPlan:
     """What must exist before QEMU opens the tap: a persistent tap, up, on the bridge."""

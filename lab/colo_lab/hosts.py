@@ -123,6 +123,7 @@ def boot(host: Host, image: Path, guest: Path) -> None:
                                 env={**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"})
         _pidfile(host).write_text(str(proc.pid))
         log(f"{host.name}: booting (nspawn PID {proc.pid})")
+
     # While nspawn replaces the sh that started it, its cmdline reads empty for a moment: ask the
     # Popen object, where there is one, whether it has really ended.
     def died() -> bool:

@@ -12,8 +12,8 @@ version_added: 0.1.0
 description:
   - Starts the QEMU process of a VM as a plain VM, as COLO primary or as COLO secondary, or stops it.
   - The primary gets a one-child quorum disk and the proxy's chardevs, so that protection can be added while it
-    runs (M(colo.ft.checkpoint)), which also adds the network proxy (filter-mirror, redirectors, colo-compare):
-    started with the proxy, colo-compare would hold all of the guest's output until COLO runs. The secondary
+    runs (M(colo.ft.checkpoint)), which also adds the network proxy (filter-mirror, redirectors, colo-compare).
+    A primary started with the proxy would get none of its output out until COLO runs. The secondary
     gets the redirector and rewriter filters, the replication disk over fresh active and hidden overlays, and
     waits for the incoming migration.
   - The description is validated (every problem listed) and the image files checked before anything is started.

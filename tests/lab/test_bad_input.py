@@ -8,12 +8,19 @@ import subprocess
 import pytest
 from colo_lab.inventory import INVENTORY
 
-from conftest import REPO, ansible, on_host, recap, run_module, vm_info
+from conftest import ansible, on_host, recap, run_module, vm_info
+
 
 def adhoc(host: str, module: str, args: dict) -> dict:
     """One module on one host: its result, with failed=True when it failed."""
     rc, results = run_module(host, module, args)
     return dict(results[host], failed=rc != 0)
+
+
+def vm_args(guest: dict, **overrides) -> dict:
+    """colo.ft.vm options for the lab's guest (without the keys only the roles use), changed by overrides."""
+    args = {k: v for k, v in guest.items() if k not in ("disk_source", "ready_host", "ready_port")}
+    return dict(args, **overrides)
 
 
 def no_vm_dir(host: str, name: str) -> bool:
@@ -56,16 +63,15 @@ def test_site_refuses_a_bad_mac(lab, guest, tmp_path):
 
 
 def test_vm_refuses_a_missing_image(lab, guest):
-    args = {k: v for k, v in guest.items() if k not in ("disk_source", "ready_host", "ready_port")}
-    out = adhoc("colo-a", "colo.ft.vm", dict(args, name="badimg", disk="/var/lib/colo-ft/images/nope.qcow2"))
+    out = adhoc("colo-a", "colo.ft.vm", vm_args(guest, name="badimg", disk="/var/lib/colo-ft/images/nope.qcow2"))
     assert out.get("failed") and "/var/lib/colo-ft/images/nope.qcow2" in out["msg"]
     assert no_vm_dir("colo-a", "badimg")
 
 
 def test_vm_lists_every_problem_of_a_bad_description(lab, guest):
-    args = {k: v for k, v in guest.items() if k not in ("disk_source", "ready_host", "ready_port")}
-    out = adhoc("colo-a", "colo.ft.vm", dict(args, name="badspec", mac="zz:zz", memory_mib=0, role="primary",
-                                              forward_address="10.213.2.11", mirror_port=70000))
+    bad = vm_args(guest, name="badspec", mac="zz:zz", memory_mib=0, role="primary", forward_address="10.213.2.11",
+                  mirror_port=70000)
+    out = adhoc("colo-a", "colo.ft.vm", bad)
     assert out.get("failed")
     for words in ("mac", "memory_mib", "mirror_port"):
         assert words in out["msg"], out["msg"]
@@ -74,11 +80,10 @@ def test_vm_lists_every_problem_of_a_bad_description(lab, guest):
 
 def test_vm_reports_a_port_in_use(lab, guest):
     # sshd listens on port 22 of every address: a secondary cannot take it for its migration port.
-    args = {k: v for k, v in guest.items() if k not in ("disk_source", "ready_host", "ready_port")}
     on_host("colo-b", "mkdir -p /var/lib/colo-ft/images && cp -n /srv/colo-lab/guest/disk.qcow2 /tmp/portcheck.qcow2")
-    out = adhoc("colo-b", "colo.ft.vm", dict(args, name="portuse", disk="/tmp/portcheck.qcow2", role="secondary",
-                                              forward_address="10.213.2.11", checkpoint_address="10.213.3.12",
-                                              migration_port=22, bridge="br1"))
+    clash = vm_args(guest, name="portuse", disk="/tmp/portcheck.qcow2", role="secondary", bridge="br1",
+                    forward_address="10.213.2.11", checkpoint_address="10.213.3.12", migration_port=22)
+    out = adhoc("colo-b", "colo.ft.vm", clash)
     assert out.get("failed") and "22" in out["msg"] and "in use" in out["msg"].lower(), out["msg"]
     assert no_vm_dir("colo-b", "portuse")
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import hosts, image, net
-from .config import CLIENT_NS, HOSTS, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
+from .config import CLIENT_NS, FREEZER, HOSTS, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
 from .inventory import INVENTORY, write_inventory
 from .util import LabError, log
 
@@ -58,8 +58,8 @@ def cmd_down(_args) -> None:
         (STATE / "hosts" / host.name / "nspawn.pid").unlink(missing_ok=True)
         hosts.unmount_root(host)
     net.teardown()
-    if hosts.FREEZER.exists():
-        hosts.FREEZER.rmdir()
+    if FREEZER.exists():
+        FREEZER.rmdir()
     shutil.rmtree(STATE, ignore_errors=True)
     log("lab down: hosts, mounts, namespaces and state removed (the image cache stays)")
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print("colo-lab: must run as root (namespaces, mounts, containers)", file=sys.stderr)
         return 2
     STATE.mkdir(parents=True, exist_ok=True)
-    with open(STATE.parent / ".colo-lab.lock", "w") as lock:
+    with open(STATE.parent / f".{STATE.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one lab command at a time
         try:
             return globals()[f"cmd_{args.cmd}"](args) or 0

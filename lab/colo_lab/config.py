@@ -10,13 +10,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("COLO_LAB_CACHE", "/var/cache/colo-lab"))
-STATE = Path(os.environ.get("COLO_LAB_STATE", "/var/lib/colo-lab"))
+# Several labs can run side by side (e.g. two engineers on one machine): COLO_LAB_INSTANCE=N
+# (0-9) gives lab N its own names, state and addresses (10.213+N.x.y). The image cache is shared.
+INSTANCE = int(os.environ.get("COLO_LAB_INSTANCE", "0"))
+if not 0 <= INSTANCE <= 9:
+    raise SystemExit("colo-lab: COLO_LAB_INSTANCE must be a number from 0 to 9")
+_SUFFIX = f"-{INSTANCE}" if INSTANCE else ""
+NET = f"10.{213 + INSTANCE}"
 
-SWITCH_NS = "colo-lab-sw"
-CLIENT_NS = "colo-client"
-MGMT_IF = "colo-lab0"  # the machine's only added interface: ssh to the hosts
-MGMT_ADDR = "10.213.0.1/24"
+CACHE = Path(os.environ.get("COLO_LAB_CACHE", "/var/cache/colo-lab"))
+STATE = Path(os.environ.get("COLO_LAB_STATE", f"/var/lib/colo-lab{_SUFFIX}"))
+FREEZER = Path(f"/sys/fs/cgroup/freezer/colo-lab{_SUFFIX}")
+
+SWITCH_NS = f"colo-lab-sw{_SUFFIX}"
+CLIENT_NS = f"colo-client{_SUFFIX}"
+MGMT_IF = f"colo-lab{INSTANCE}"  # the machine's only added interface: ssh to the hosts
+MGMT_ADDR = f"{NET}.0.1/24"
 
 # In-host mount points of what the lab shares with its hosts.
 APT_MOUNT = "/srv/colo-lab/apt"
@@ -32,10 +41,10 @@ class Link:
 
 
 LINKS = (
-    Link("mgmt0", "br-mgmt", "10.213.0", "management"),
-    Link("eth0", "br-client", "10.213.1", "client"),
-    Link("eth1", "br-fwd", "10.213.2", "forward"),
-    Link("eth2", "br-ckpt", "10.213.3", "checkpoint"),
+    Link("mgmt0", "br-mgmt", f"{NET}.0", "management"),
+    Link("eth0", "br-client", f"{NET}.1", "client"),
+    Link("eth1", "br-fwd", f"{NET}.2", "forward"),
+    Link("eth2", "br-ckpt", f"{NET}.3", "checkpoint"),
 )
 LINKS_BY_NAME = {link.name: link for link in LINKS}
 
@@ -48,7 +57,7 @@ class Host:
 
     @property
     def netns(self) -> str:
-        return self.name
+        return f"{self.name}{_SUFFIX}"
 
     def address(self, link: str) -> str:
         return f"{LINKS_BY_NAME[link].subnet}.{self.octet}"
@@ -65,6 +74,6 @@ class Host:
 HOSTS = (Host("colo-a", 11, "colo_primary"), Host("colo-b", 12, "colo_secondary"))
 HOSTS_BY_NAME = {host.name: host for host in HOSTS}
 
-CLIENT_ADDR = "10.213.1.100/24"
-GUEST_ADDR = "10.213.1.10"
+CLIENT_ADDR = f"{NET}.1.100/24"
+GUEST_ADDR = f"{NET}.1.10"
 GUEST_MAC = "52:54:00:13:01:10"

@@ -14,11 +14,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from .config import APT_MOUNT, GUEST_MOUNT, STATE, Host
+from .config import APT_MOUNT, FREEZER, GUEST_MOUNT, INSTANCE, STATE, Host
 from .net import drop_host_net, ensure_host_net
 from .util import LabError, log, run, wait_until
 
-FREEZER = Path("/sys/fs/cgroup/freezer/colo-lab")
 SSH_KEY = STATE / "ssh/id_ed25519"
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3"]
@@ -113,7 +112,7 @@ def boot(host: Host, image: Path, guest: Path) -> None:
         mount_root(host, image)
         _cgroup(host).mkdir(parents=True, exist_ok=True)
         argv = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
-                "-D", str(_root(host)), "-M", host.name, f"--network-namespace-path=/run/netns/{host.netns}",
+                "-D", str(_root(host)), "-M", f"{host.name}-lab{INSTANCE}", f"--hostname={host.name}", f"--network-namespace-path=/run/netns/{host.netns}",
                 "--bind=/dev/kvm", "--bind=/dev/net/tun", "--capability=all", "--private-users=no",
                 "--console=passive", f"--bind-ro={image / 'apt'}:{APT_MOUNT}", f"--bind-ro={guest}:{GUEST_MOUNT}"]
         log_file = open(_dir(host) / "nspawn.log", "ab")

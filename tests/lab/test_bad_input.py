@@ -6,9 +6,12 @@ import json
 import subprocess
 
 import pytest
+from colo_lab.config import HOSTS_BY_NAME
 from colo_lab.inventory import INVENTORY
 
 from conftest import ansible, on_host, recap, run_module, vm_info
+
+A, B = HOSTS_BY_NAME["colo-a"], HOSTS_BY_NAME["colo-b"]
 
 
 def adhoc(host: str, module: str, args: dict) -> dict:
@@ -69,7 +72,7 @@ def test_vm_refuses_a_missing_image(lab, guest):
 
 
 def test_vm_lists_every_problem_of_a_bad_description(lab, guest):
-    bad = vm_args(guest, name="badspec", mac="zz:zz", memory_mib=0, role="primary", forward_address="10.213.2.11",
+    bad = vm_args(guest, name="badspec", mac="zz:zz", memory_mib=0, role="primary", forward_address=A.address("eth1"),
                   mirror_port=70000)
     out = adhoc("colo-a", "colo.ft.vm", bad)
     assert out.get("failed")
@@ -82,7 +85,7 @@ def test_vm_reports_a_port_in_use(lab, guest):
     # sshd listens on port 22 of every address: a secondary cannot take it for its migration port.
     on_host("colo-b", "mkdir -p /var/lib/colo-ft/images && cp -n /srv/colo-lab/guest/disk.qcow2 /tmp/portcheck.qcow2")
     clash = vm_args(guest, name="portuse", disk="/tmp/portcheck.qcow2", role="secondary", bridge="br1",
-                    forward_address="10.213.2.11", checkpoint_address="10.213.3.12", migration_port=22)
+                    forward_address=A.address("eth1"), checkpoint_address=B.address("eth2"), migration_port=22)
     out = adhoc("colo-b", "colo.ft.vm", clash)
     assert out.get("failed") and "22" in out["msg"] and "in use" in out["msg"].lower(), out["msg"]
     assert no_vm_dir("colo-b", "portuse")

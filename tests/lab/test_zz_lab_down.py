@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from colo_lab.config import CLIENT_NS, HOSTS, MGMT_IF, STATE, SWITCH_NS
+from colo_lab.config import CLIENT_NS, FREEZER, HOSTS, MGMT_IF, STATE, SWITCH_NS
 
 from conftest import lab_cmd
 
@@ -19,7 +19,7 @@ def test_down_leaves_nothing(lab):
     for name in [h.netns for h in HOSTS] + [CLIENT_NS, SWITCH_NS]:
         assert not Path(f"/run/netns/{name}").exists(), name
     assert not Path(f"/sys/class/net/{MGMT_IF}").exists()
-    assert not Path("/sys/fs/cgroup/freezer/colo-lab").exists()
+    assert not FREEZER.exists()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes()

@@ -8,8 +8,7 @@ import subprocess
 import pytest
 from colo_lab.config import HOSTS_BY_NAME
 from colo_lab.inventory import INVENTORY
-
-from conftest import ansible, on_host, recap, run_module, vm_info
+from colo_lab.testing import ansible, on_host, recap, run_module, vm_info
 
 A, B = HOSTS_BY_NAME["colo-a"], HOSTS_BY_NAME["colo-b"]
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from conftest import ClientLoad, ansible, http_get, lab_cmd, recap, record_metric, run_module, vm_info, wait_http
+from colo_lab.testing import ClientLoad, ansible, http_get, lab_cmd, recap, record_metric, run_module, vm_info, wait_http
 
 pytestmark = pytest.mark.usefixtures("lab")
 

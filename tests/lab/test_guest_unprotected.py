@@ -7,8 +7,7 @@ import time
 import pytest
 from colo_lab.config import GUEST_ADDR
 from colo_lab.ledger import LedgerClient
-
-from conftest import ansible, client_netns, http_get, recap, vm_info, wait_http
+from colo_lab.testing import ansible, client_netns, http_get, recap, vm_info, wait_http
 
 PLAIN = ["playbooks/site.yml", "--limit", "colo-a", "-e", "colo_primary_protect=false"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 from colo_lab.config import HOSTS_BY_NAME
-
-from conftest import ansible, in_client, lab_cmd, on_host
+from colo_lab.testing import ansible, in_client, lab_cmd, on_host
 
 A, B = HOSTS_BY_NAME["colo-a"], HOSTS_BY_NAME["colo-b"]
 

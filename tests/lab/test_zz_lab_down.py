@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 from colo_lab.config import CLIENT_NS, FREEZER, HOSTS, MGMT_IF, STATE, SWITCH_NS
-
-from conftest import lab_cmd
+from colo_lab.testing import lab_cmd
 
 
 @pytest.mark.lab_down

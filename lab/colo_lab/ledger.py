@@ -17,16 +17,20 @@ CLI (stdlib only, so it runs in a bare network namespace)::
     PYTHONPATH=lab python3 -m colo_lab.ledger --host 10.213.1.10 get [--json]
     PYTHONPATH=lab python3 -m colo_lab.ledger --host 10.213.1.10 ping
     PYTHONPATH=lab python3 -m colo_lab.ledger --host 10.213.1.10 write --count 1000 --prefix run1 [--rate 50]
+    PYTHONPATH=lab python3 -m colo_lab.ledger --host 10.213.1.10 load --acked acked.jsonl --summary summary.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 DEFAULT_PORT = 7000
 MAX_TEXT = 400
@@ -254,6 +258,63 @@ def write_records(host: str, port: int, count: int, prefix: str, rate: float | N
     return summary
 
 
+def run_load(host: str, port: int, timeout: float, acked_path: str, summary_path: str, tag: str,
+             interval: float, max_seconds: float) -> dict:
+    """A client during a fault, until SIGTERM/SIGINT (or max_seconds, or a failed write).
+
+    One connection writes `<tag>-<i>` records one at a time; each acknowledged record is appended
+    at once to acked_path as a JSON line {"seq", "text", "t"}. A second connection, opened at the
+    start, stays idle; at the end it must still answer (a PING and a PUT, which is logged as
+    acknowledged too). The summary (also returned) goes to summary_path, written last.
+    """
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    errors: list[str] = []
+    held_error: str | None = "not connected"
+    times: list[float] = []
+    start = time.monotonic()
+    with open(acked_path, "a", encoding="ascii") as acked:
+        def ack(seq: int, text: str) -> None:
+            times.append(time.monotonic())
+            acked.write(json.dumps({"seq": seq, "text": text, "t": round(time.time(), 3)}) + "\n")
+            acked.flush()
+
+        try:
+            with LedgerClient(host, port, timeout) as held, LedgerClient(host, port, timeout) as writer:
+                held.ping()
+                i = 0
+                while not stop.is_set() and time.monotonic() - start < max_seconds:
+                    text = f"{tag}-{i:06d}"
+                    try:
+                        ack(writer.put(text), text)
+                    except LedgerError as e:
+                        errors.append(f"{text}: {e}")
+                        break
+                    i += 1
+                    stop.wait(interval)
+                try:
+                    held.ping()
+                    ack(held.put(f"{tag}-held"), f"{tag}-held")
+                    held_error = None
+                except LedgerError as e:
+                    held_error = str(e)
+        except LedgerError as e:
+            errors.append(f"connect: {e}")
+    gaps = [b - a for a, b in zip([start, *times], times)]
+    summary = {
+        "host": host, "tag": tag, "acked": len(times), "errors": errors,
+        "held_ok": held_error is None, "held_error": held_error,
+        "stopped_by": "error" if errors else "signal" if stop.is_set() else "time",
+        "elapsed_s": round(time.monotonic() - start, 3),
+        "longest_gap_s": round(max(gaps, default=0.0), 3),
+    }
+    with open(summary_path + ".tmp", "w", encoding="ascii") as out:
+        out.write(json.dumps(summary) + "\n")
+    Path(summary_path + ".tmp").replace(summary_path)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m colo_lab.ledger", description=__doc__.split("\n", maxsplit=1)[0])
     p.add_argument("--host", required=True)
@@ -269,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--count", type=int, required=True)
     sw.add_argument("--prefix", required=True)
     sw.add_argument("--rate", type=float, help="records per second (default: as fast as possible, pipelined)")
+    sl = sub.add_parser("load", help="write records one at a time and hold an idle connection until SIGTERM; "
+                        "log acknowledged records as JSON lines, then write a JSON summary")
+    sl.add_argument("--acked", required=True, help="file the acknowledged records are appended to")
+    sl.add_argument("--summary", required=True, help="file the summary is written to at the end")
+    sl.add_argument("--tag", default="load", help="records are <tag>-<n> (default: load)")
+    sl.add_argument("--interval", type=float, default=0.05, help="seconds between two writes (default 0.05)")
+    sl.add_argument("--max-seconds", type=float, default=3600, help="stop by itself after this long (default 3600)")
     a = p.parse_args(argv)
 
     try:
@@ -276,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
             summary = write_records(a.host, a.port, a.count, a.prefix, a.rate, a.timeout)
             print(json.dumps(summary))
             return 0 if summary["acked"] == a.count else 1
+        if a.cmd == "load":
+            summary = run_load(a.host, a.port, a.timeout, a.acked, a.summary, a.tag, a.interval, a.max_seconds)
+            return 0 if summary["held_ok"] and not summary["errors"] else 1
         with LedgerClient(a.host, a.port, a.timeout) as led:
             if a.cmd == "ping":
                 t0 = time.monotonic()

@@ -39,5 +39,3 @@ def lab() -> Path:
     lab_cmd("up")
     assert INVENTORY.exists()
     return INVENTORY
-
-

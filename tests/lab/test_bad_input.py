@@ -82,12 +82,13 @@ def test_vm_lists_every_problem_of_a_bad_description(lab, guest):
 
 def test_vm_reports_a_port_in_use(lab, guest):
     # sshd listens on port 22 of every address: a secondary cannot take it for its migration port.
-    on_host("colo-b", "mkdir -p /var/lib/colo-ft/images && cp -n /srv/colo-lab/guest/disk.qcow2 /tmp/portcheck.qcow2")
+    # (colo-a has QEMU: test_guest_unprotected ran colo_host there.)
+    on_host("colo-a", "cp -n /srv/colo-lab/guest/disk.qcow2 /tmp/portcheck.qcow2")
     clash = vm_args(guest, name="portuse", disk="/tmp/portcheck.qcow2", role="secondary", bridge="br1",
-                    forward_address=A.address("eth1"), checkpoint_address=B.address("eth2"), migration_port=22)
-    out = adhoc("colo-b", "colo.ft.vm", clash)
-    assert out.get("failed") and "22" in out["msg"] and "in use" in out["msg"].lower(), out["msg"]
-    assert no_vm_dir("colo-b", "portuse")
+                    forward_address=B.address("eth1"), checkpoint_address=A.address("eth2"), migration_port=22)
+    out = adhoc("colo-a", "colo.ft.vm", clash)
+    assert out.get("failed") and "port 22" in out["msg"] and "in use" in out["msg"], out["msg"]
+    assert no_vm_dir("colo-a", "portuse")
 
 
 def test_guard_refuses_a_broken_qemu_with_advice():

@@ -69,9 +69,9 @@ def primary_lost(
 ) -> list[str]:
     """On the secondary: take over the guest after the primary died.
 
-    nbd-server-stop, x-colo-lost-heartbeat, drop the redirectors f2/f1 and
-    their chardevs red1/red0, move the tap from the isolated bridge to the
-    client bridge, announce the guest's MAC.
+    nbd-server-stop, x-colo-lost-heartbeat, move the tap from the isolated
+    bridge to the client bridge, drop the redirectors f2/f1 and their
+    chardevs red1/red0, announce the guest's MAC.
     """
     st = checkpoint.colo_status(secondary)
     if st["mode"] == "primary":
@@ -81,6 +81,8 @@ def primary_lost(
             "primary_lost(): this VM is not in COLO and its last COLO mode was "
             f"{st['last-mode']}, not secondary; nothing to take over"
         )
+    if tap is not None and client_bridge is None:
+        raise ColoError("primary_lost(): tap given without the client bridge to move it to")
     done: list[str] = []
     if st["mode"] == "secondary":
         # Stop serving NBD first: no write from a half-dead primary may land now.
@@ -90,12 +92,14 @@ def primary_lost(
         checkpoint.wait_mode_none(secondary)
     else:
         done += replication.stop_nbd(secondary)  # leftover of an interrupted earlier call
+    # The tap moves before f2 goes: until then the guest's frames still go to the
+    # dead primary, so its first own frames (ARP among them) reach the client
+    # network, never the isolated bridge, where a host kernel may answer an ARP
+    # request with its own MAC and leave the guest sending to it.
+    if tap is not None and client_bridge is not None:
+        done += move_tap(tap, client_bridge, isolated_bridge)
     done += proxy.remove_secondary(secondary)
     _wait_running(secondary)
-    if tap is not None:
-        if client_bridge is None:
-            raise ColoError("primary_lost(): tap given without the client bridge to move it to")
-        done += move_tap(tap, client_bridge, isolated_bridge)
     if announce and done:
         secondary.execute("announce-self", ANNOUNCE)
         done.append("announce-self")

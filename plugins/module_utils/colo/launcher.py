@@ -359,8 +359,7 @@ class Launcher:
 
     def _run_systemd(self, spec: VMSpec, role: str, argv: list[str]) -> None:
         unit = spec.unit_name
-        # A failed earlier run leaves the unit name taken until reset.
-        proc.run(["systemctl", "reset-failed", f"{unit}.service"])
+        _release_unit_name(f"{unit}.service")
         cmd = [
             "systemd-run", f"--unit={unit}", "--service-type=exec", "--collect", "--quiet",
             f"--description=colo.ft VM {spec.name} ({role})",
@@ -468,6 +467,23 @@ class Launcher:
                     pass
         if remove_tap and _link_info(spec.tap_name) is not None:
             proc.run(["ip", "tuntap", "del", "dev", spec.tap_name, "mode", "tap"])
+
+
+def _release_unit_name(unit: str) -> None:
+    """Free the name of a transient unit whose QEMU has ended, so systemd-run can use it again.
+
+    A failed run keeps the name until reset-failed. An inactive one should be collected
+    (--collect), but systemd 257 was seen to keep its fragment in /run/systemd/transient for good
+    after QEMU quit, and systemd-run then refuses the name ("already loaded or has a fragment file").
+    """
+    state = proc.run(["systemctl", "show", "-p", "ActiveState", "--value", unit]).stdout.strip()
+    if state not in ("inactive", "failed"):
+        return
+    proc.run(["systemctl", "reset-failed", unit])
+    fragment = os.path.join("/run/systemd/transient", unit)
+    if os.path.exists(fragment):
+        os.unlink(fragment)
+        proc.run(["systemctl", "daemon-reload"])
 
 
 def _check_ports_free(spec: VMSpec, role: str) -> None:

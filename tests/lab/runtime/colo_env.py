@@ -107,6 +107,11 @@ class Env:
         self.net_down()
         for br in (CLIENT_BRIDGE, ISOLATED_BRIDGE):
             sh("ip", "link", "add", br, "type", "bridge")
+            # The client's address lives in this namespace too: without this the
+            # bridges themselves answer the guest's ARP for it with their own MAC,
+            # which changes as taps join, and the guest loses the client for the
+            # ~30 s its ARP entry lives (a real client is on another host).
+            sh("sysctl", "-q", "-w", f"net.ipv4.conf.{br}.arp_ignore=1")
             sh("ip", "link", "set", br, "up")
         sh("ip", "link", "add", CLIENT_VETH, "type", "veth", "peer", "name", CLIENT_VETH + "p")
         sh("ip", "link", "set", CLIENT_VETH + "p", "master", CLIENT_BRIDGE)

@@ -12,7 +12,7 @@ import subprocess
 import time
 from typing import Any
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proxy, replication
+from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proc, proxy, replication
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
@@ -26,10 +26,17 @@ class WrongSide(ColoError):
     """The failover was asked of the VM on the other side of the pair."""
 
 
+def _ip(args: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return proc.run(["ip", *args], timeout=10.0)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ColoError(f"ip {' '.join(args)} failed: {exc}") from None
+
+
 def bridge_of(iface: str) -> str | None:
     """The bridge an interface is enslaved to, or None."""
     # `ip -j` rather than /sys/class/net: a bind-mounted /sys may show another netns.
-    res = subprocess.run(["ip", "-j", "link", "show", "dev", iface], capture_output=True, text=True, check=False)
+    res = _ip(["-j", "link", "show", "dev", iface])
     if res.returncode != 0:
         raise ColoError(f"network interface {iface} not found: {res.stderr.strip()}")
     links = json.loads(res.stdout or "[]")
@@ -43,7 +50,7 @@ def move_tap(tap: str, to_bridge: str, from_bridge: str | None = None) -> list[s
         return []
     if from_bridge is not None and now not in (from_bridge, None):
         raise ColoError(f"tap {tap} is on bridge {now}, expected {from_bridge} or {to_bridge}")
-    res = subprocess.run(["ip", "link", "set", tap, "master", to_bridge], capture_output=True, text=True, check=False)
+    res = _ip(["link", "set", tap, "master", to_bridge])
     if res.returncode != 0:
         raise ColoError(f"ip link set {tap} master {to_bridge} failed: {res.stderr.strip()}")
     return [f"ip link set {tap} master {to_bridge} (was {now or 'no bridge'})"]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ansible_collections.colo.ft.plugins.module_utils.colo import proc
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPError
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import DISK_ID, PARENT_ID, REPLICATION_NODE
@@ -32,11 +33,16 @@ Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 # -- overlays (secondary, before QEMU starts) ----------------------------------
 
 
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return proc.run(argv)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ColoError(f"{argv[0]} {argv[1]} failed: {exc}") from None
+
+
 def image_info(path: str, qemu_img: str = "qemu-img") -> dict[str, Any]:
     # --force-share: the image may be open (and locked) by a running QEMU.
-    res = subprocess.run(
-        [qemu_img, "info", "--force-share", "--output=json", path], capture_output=True, text=True, check=False
-    )
+    res = _run([qemu_img, "info", "--force-share", "--output=json", path])
     if res.returncode != 0:
         raise ColoError(f"qemu-img info {path} failed: {res.stderr.strip()}")
     return json.loads(res.stdout)
@@ -87,9 +93,7 @@ def ensure_overlays(
         info = image_info(path, qemu_img) if os.path.exists(path) else None
         if not overlay_needs_create(size, info):
             continue
-        res = subprocess.run(
-            [qemu_img, "create", "-q", "-f", "qcow2", path, str(size)], capture_output=True, text=True, check=False
-        )
+        res = _run([qemu_img, "create", "-q", "-f", "qcow2", path, str(size)])
         if res.returncode != 0:
             raise ColoError(f"qemu-img create {path} failed: {res.stderr.strip()}")
         done.append(f"created {path} ({size} bytes)")

@@ -12,6 +12,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
+from ansible_collections.colo.ft.plugins.module_utils.colo import proc
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
 
 PRIMARY_MODULE = "xt_PMYCOLO"
@@ -131,7 +132,10 @@ def load(role: str, forward_nic: str | None = None, check: bool = False) -> list
     for step in steps:
         cmd = " ".join(step.argv)
         if not check:
-            res = subprocess.run(step.argv, capture_output=True, text=True, check=False)
+            try:
+                res = proc.run(list(step.argv))
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise ColoError(f"{cmd} failed ({step.why}): {exc}") from None
             if res.returncode != 0:
                 raise ColoError(f"{cmd} failed ({step.why}): {res.stderr.strip() or res.returncode}")
         done.append(cmd)

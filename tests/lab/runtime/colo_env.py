@@ -167,8 +167,8 @@ class Env:
             **kw,
         )
 
-    def start(self, spec: VMSpec, role: str, paused: bool = False) -> int:
-        res = self.launcher.start(spec, role, paused=paused)
+    def start(self, spec: VMSpec, role: str, paused: bool = False, proxy: bool = True) -> int:
+        res = self.launcher.start(spec, role, paused=paused, proxy=proxy)
         assert res.pid, f"no pid for {spec.name}"
         return res.pid
 
@@ -219,7 +219,7 @@ def connect(spec: VMSpec) -> QMPClient:
 
 def kill9(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-    for _ in range(200):
+    for _attempt in range(200):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
@@ -291,4 +291,4 @@ class Prober(threading.Thread):
         return next((end for start, end, ok in self.results if ok and start >= t), None)
 
     def failures(self) -> int:
-        return sum(1 for _, _, ok in self.results if not ok)
+        return sum(1 for result in self.results if not result[2])

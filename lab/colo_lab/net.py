@@ -82,7 +82,7 @@ def drop_host_net(host: Host) -> None:
     for link in LINKS:  # a namespace still held by a process keeps its veths: remove them
         peer = host.peer(link.name)
         if netns_exists(SWITCH_NS) and link_exists(peer, SWITCH_NS):
-            run(["ip", "link", "del", peer], netns=SWITCH_NS, check=False)
+            run(["ip", "link", "del", peer], netns=SWITCH_NS, check=False, capture=True)
 
 
 def set_port(port: str, up: bool) -> None:
@@ -104,4 +104,4 @@ def teardown() -> None:
         if netns_exists(name):
             run(["ip", "netns", "del", name])
     if link_exists(MGMT_IF):
-        run(["ip", "link", "del", MGMT_IF], check=False)
+        run(["ip", "link", "del", MGMT_IF], check=False, capture=True)

@@ -144,7 +144,6 @@ import time
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
-from ansible_collections.colo.ft.plugins.module_utils.colo_protect import protect_primary
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMPARE_ARGS,
     ColoModule,
@@ -191,8 +190,9 @@ def run(module: ColoModule) -> dict:
                 pspec = with_overrides(spec, forward_addr=p["forward_address"], checkpoint_addr=address)
                 if not pspec.forward_addr:
                     raise ColoError("state=protected needs this host's forward-link address: set forward_address")
-                res = protect_primary(
-                    qmp, address, nbd_port=spec.nbd_port, migration_port=spec.migration_port,
+                # The secondary runs on another host and was readied there (state=ready).
+                res = checkpoint.protect(
+                    qmp, None, address, nbd_port=spec.nbd_port, migration_port=spec.migration_port,
                     checkpoint_delay_ms=p["checkpoint_delay_ms"] or spec.checkpoint_delay_ms,
                     timeout=float(p["timeout"]), allow_unsupported=p["allow_unsupported_qemu"],
                     proxy_spec=pspec, compare=compare_options(p))

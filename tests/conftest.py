@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 
-_REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[os.pardir] * 5))
+_REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 
 
 def _ensure_collection_importable() -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import hosts, image, net
+from . import chroot, hosts, image, net
 from .config import CLIENT_NS, FREEZER, HOSTS, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
 from .inventory import INVENTORY, write_inventory
 from .util import LabError, log
@@ -53,6 +53,7 @@ def cmd_up(_args) -> None:
 
 
 def cmd_down(_args) -> None:
+    chroot.remove_leftovers()
     for host in HOSTS:
         hosts.kill_all(host)
         (STATE / "hosts" / host.name / "nspawn.pid").unlink(missing_ok=True)
@@ -62,6 +63,10 @@ def cmd_down(_args) -> None:
         FREEZER.rmdir()
     shutil.rmtree(STATE, ignore_errors=True)
     log("lab down: hosts, mounts, namespaces and state removed (the image cache stays)")
+
+
+def cmd_chroot(args) -> int:
+    return chroot.chroot(args.dir, args.command, image.ensure_image(), image.ensure_guest())
 
 
 def cmd_status(_args) -> None:
@@ -133,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="build what is missing, boot colo-a and colo-b, write the inventory (idempotent)")
     sub.add_parser("down", help="remove everything the lab made except the image cache")
     sub.add_parser("status", help="say what runs")
+    p = sub.add_parser("chroot", help="run a command with a throw-away root at DIR: the host image with QEMU and "
+                       "pytest installed (default command: a shell in it); DIR is removed when it ends")
+    p.add_argument("dir")
+    p.add_argument("command", nargs=argparse.REMAINDER)
     for name, text in (("crash", "kill every process of HOST at once (power cut)"), ("freeze", "hang HOST"),
                        ("thaw", "resume a frozen HOST"), ("restart", "power HOST off (if on) and boot it")):
         sub.add_parser(name, help=text).add_argument("host")

@@ -2,11 +2,14 @@
 
 Each is built once into CACHE under a name keyed by a hash of its recipe, so a changed recipe
 builds anew and an unchanged one is reused. Builds go to a temporary folder that is renamed
-into place only when complete, so an interrupted build never looks finished.
+into place only when complete, so an interrupted build never looks finished. The cache is shared
+by every lab instance: one build at a time (a lock file in CACHE), the others wait and reuse it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
@@ -26,7 +29,10 @@ HOST_PACKAGES = (
 )
 # Served to the hosts by the local apt repository, not installed: the roles install them.
 REPO_SUITE = "trixie-backports"  # QEMU >= 11 (trixie's 10.0 is broken for COLO)
-REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "iptables")
+REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "iptables", "python3-pytest")
+# Installed from that repository into the throw-away roots of `colo-lab chroot` (chroot.py), where
+# the runtime tests (tests/lab/runtime) run QEMU and pytest.
+ROOT_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "python3-pytest")
 
 RECIPE_VERSION = 2  # bump when the build steps below change meaning
 
@@ -44,11 +50,24 @@ def image_dir() -> Path:
     return CACHE / f"image-{_key(json.dumps(_recipe(), sort_keys=True).encode())}"
 
 
+@contextlib.contextmanager
+def _build_lock():
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_image() -> Path:
     """Return the cached image folder (rootfs/ and apt/), building it on first use."""
     final = image_dir()
     if (final / "recipe.json").exists():
         return final
+    with _build_lock():
+        return final if (final / "recipe.json").exists() else _build_image(final)
+
+
+def _build_image(final: Path) -> Path:
     started = time.monotonic()
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -134,6 +153,11 @@ def ensure_guest() -> Path:
     final = guest_dir()
     if (final / "guest.json").exists():
         return final
+    with _build_lock():
+        return final if (final / "guest.json").exists() else _build_guest(final)
+
+
+def _build_guest(final: Path) -> Path:
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"building the test guest in {final}")

@@ -26,14 +26,13 @@ description:
   - Progress goes to O(log_file); its path is returned, and its last lines when a step fails.
 author:
   - colo.ft maintainers (@colo-ft)
+extends_documentation_fragment:
+  - colo.ft.colo.attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
-  platform:
-    support: full
-    platforms: posix
 options:
   component:
     description: Name of the component (e.g. V(qemu), V(iptables)); names its work dir, log and stamp.

@@ -24,14 +24,13 @@ description:
     domain's C(xl remus) and unpauses the domain if it is paused.
 author:
   - colo.ft maintainers (@colo-ft)
+extends_documentation_fragment:
+  - colo.ft.colo.attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
-  platform:
-    support: full
-    platforms: posix
 options:
   state:
     description: Which step to run (see the description).

@@ -1,0 +1,116 @@
+"""A real source build through the colo.ft.source_build module: iptables, the seed's component.
+
+From the Debian source package (apt-get source, with deb-src lines in a private apt configuration of
+the module: the machine's apt sources stay as they are), with a patch, installed to a prefix. Then the
+rerun is skipped by the build stamp, and a changed patch rebuilds. About a minute per build on 2 cores.
+Needs root (the build runs as the module's unprivileged build user, the install as root) and Debian's
+mirror. Timings go to tests/output/source-build-metrics.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
+MIRROR = os.environ.get("COLO_FT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+PATCH = """\
+--- a/COLO-FT-PATCH
++++ b/COLO-FT-PATCH
+@@ -0,0 +1 @@
++colo-ft test patch {version}
+"""
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="source builds install as root")
+
+
+def codename() -> str:
+    with open("/etc/os-release", encoding="utf-8") as f:
+        info = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    return info.get("VERSION_CODENAME", "").strip('"') or "bookworm"
+
+
+def module(args: dict, check: bool = False) -> tuple[dict, float]:
+    """Run colo.ft.source_build on localhost (ansible ad-hoc); its result and the wall time."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-m", "colo.ft.source_build",
+            "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"] + (["--check"] if check else [])
+    t0 = time.monotonic()
+    res = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    elapsed = time.monotonic() - t0
+    out = res.stdout
+    assert "=> {" in out, out + res.stderr
+    result = json.loads(out[out.index("=> {") + 3:])
+    assert res.returncode == 0, json.dumps(result, indent=2)
+    return result, elapsed
+
+
+@pytest.fixture()
+def work():
+    # Not under pytest's tmp_path: the build user must be able to enter it.
+    d = tempfile.mkdtemp(prefix="colo-ft-source-", dir="/var/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_iptables_from_debian_source_with_patch_stamp_and_rebuild(work):
+    patch = os.path.join(work, "colo-ft.patch")
+    with open(patch, "w", encoding="utf-8") as f:
+        f.write(PATCH.format(version="v1"))
+    prefix = os.path.join(work, "prefix")
+    args = {
+        "component": "iptables",
+        "apt_package": "iptables",
+        "apt_sources": [f"deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {MIRROR} {codename()} main"],
+        "patches": [patch],
+        "configure_flags": ["--disable-nftables"],
+        "install_command": 'make install && install -m 0644 COLO-FT-PATCH "$PREFIX/share/COLO-FT-PATCH"',
+        "prefix": prefix,
+        "work_dir": os.path.join(work, "build"),
+        "creates": ["sbin/xtables-legacy-multi"],
+    }
+    metrics = {}
+
+    plan, _elapsed = module(args, check=True)
+    assert plan["changed"] and plan["reason"].startswith("no build stamp")
+    assert not os.path.exists(prefix)
+
+    first, metrics["cold_build_s"] = module(args)
+    assert first["changed"] and first["resolved"], first
+    assert first["build_user"] == "colo-build"
+    version = subprocess.run([os.path.join(prefix, "sbin/xtables-legacy-multi"), "iptables", "-V"],
+                             capture_output=True, text=True, check=True).stdout
+    assert version.startswith("iptables v"), version
+    with open(os.path.join(prefix, "share/COLO-FT-PATCH"), encoding="utf-8") as f:
+        assert f.read() == "colo-ft test patch v1\n"
+    # Built as the unprivileged user, installed as root.
+    assert os.stat(os.path.join(first["source_dir"], "Makefile")).st_uid != 0
+    with open(first["stamp_file"], encoding="utf-8") as f:
+        stamp = json.load(f)
+    assert stamp["digest"] == first["digest"] and stamp["resolved"] == first["resolved"]
+
+    again, metrics["rerun_s"] = module(args)
+    assert not again["changed"] and again["reason"].startswith("built already"), again
+
+    with open(patch, "w", encoding="utf-8") as f:
+        f.write(PATCH.format(version="v2"))
+    plan, _elapsed = module(args, check=True)
+    assert plan["changed"] and plan["changed_inputs"] == ["patches"], plan
+    rebuilt, metrics["rebuild_after_patch_change_s"] = module(args)
+    assert rebuilt["changed"] and rebuilt["reason"] == "inputs changed: patches"
+    with open(os.path.join(prefix, "share/COLO-FT-PATCH"), encoding="utf-8") as f:
+        assert f.read() == "colo-ft test patch v2\n"
+
+    metrics = {k: round(v, 1) for k, v in metrics.items()}
+    metrics["resolved"] = first["resolved"]
+    os.makedirs(os.path.join(REPO, "tests/output"), exist_ok=True)
+    with open(os.path.join(REPO, "tests/output/source-build-metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)

@@ -142,7 +142,8 @@ def chroot(directory: str, command: list[str], image: Path, guest: Path) -> int:
     layers = STATE / f"chroot-{os.getpid()}"
     cgroup = FREEZER / f"chroot-{os.getpid()}"
     root.mkdir(parents=True, exist_ok=True)
-    layers.mkdir(parents=True)
+    root = root.resolve()  # as /proc/self/mounts will name it
+    layers.mkdir(parents=True, exist_ok=True)
     try:
         _own_mount_namespace()
         _make_root(root, layers, image, guest)

@@ -249,7 +249,8 @@ def test_primary_killed_failover_and_reprotect(env, vms):
             assert any("before rew0" in a for a in rp.actions), rp.actions
             assert checkpoint.in_colo(sec, "primary") and checkpoint.in_colo(new, "secondary")
             assert failover.reprotect(sec, new, s).actions == []
-            stats2 = checkpoint.sample_checkpoints(sec, 6.0)
+            # 2 s checkpoint delay: a 10 s window leaves room on a loaded machine.
+            stats2 = checkpoint.sample_checkpoints(sec, 10.0)
             assert stats2.count >= 2, stats2
             if _services(env, p):
                 out = ledger(["PUT after-reprotect"])

@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import chroot, hosts, image, net
-from .config import CLIENT_NS, FREEZER, HOSTS, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
+from .config import CLIENT_NS, FREEZER, GUEST_ADDR, HOSTS, INSTANCE, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
 from .inventory import INVENTORY, write_inventory
 from .util import LabError, log
 
@@ -127,7 +127,18 @@ def cmd_site(args) -> int:
     cmd_up(args)
     playbook = [str(REPO / ".venv/bin/ansible-playbook"), "-i", str(INVENTORY), str(REPO / "playbooks/site.yml"), *args.extra]
     log(" ".join(playbook))
-    return subprocess.run(playbook, cwd=REPO, check=False).returncode
+    rc = subprocess.run(playbook, cwd=REPO, check=False).returncode
+    if rc == 0:
+        play = f"{REPO / '.venv/bin/ansible-playbook'} -i {INVENTORY}"
+        lab = f"COLO_LAB_INSTANCE={INSTANCE} lab/colo-lab" if INSTANCE else "lab/colo-lab"
+        print(f"""
+The test guest ({GUEST_ADDR}: HTTP on 80, ledger on 7000) runs protected by COLO: colo-a primary, colo-b secondary.
+  state:        {play} playbooks/status.yml
+  a client:     {lab} client python3 -m colo_lab.ledger --host {GUEST_ADDR} put hello
+  fail over:    {lab} crash colo-a && {play} playbooks/failover.yml
+  re-protect:   {lab} restart colo-a && {play} playbooks/reprotect.yml
+  take it down: {lab} down""")
+    return rc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -255,6 +255,7 @@ def snapshot(qmp: QMPClient) -> dict[str, Any]:
         "migrate": qmp.execute("query-migrate"),
         "run": qmp.execute("query-status"),
         "caps": {c["capability"]: c["state"] for c in qmp.execute("query-migrate-capabilities")},
+        "params": qmp.execute("query-migrate-parameters"),
         "exports": replication.nbd_exports(qmp),
         "node_exists": replication.node_exists(qmp, replication.NODE),
         "objects": colo_proxy.objects(qmp),

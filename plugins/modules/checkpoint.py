@@ -56,6 +56,8 @@ options:
     description:
       - With V(protected), the milliseconds between periodic checkpoints (C(x-checkpoint-delay)); QEMU's default is
         20000. Default is the recorded value (2000).
+      - On a pair that is already protected, a value that differs from QEMU's current one is applied in place
+        (C(migrate-set-parameters)), without a new protection; leaving it unset never changes a running pair.
     type: int
   timeout:
     description: With V(protected), seconds allowed for the resync and for COLO to start.
@@ -83,6 +85,13 @@ EXAMPLES = r"""
     name: guest1
     state: protected
     checkpoint_delay_ms: 2000
+  delegate_to: colo-a
+
+- name: Checkpoint every 500 ms from now on (the pair stays protected)
+  colo.ft.checkpoint:
+    name: guest0
+    state: protected
+    checkpoint_delay_ms: 500
   delegate_to: colo-a
 
 - name: Re-protect from the promoted former secondary with a new secondary on colo-a
@@ -186,7 +195,13 @@ def run(module: ColoModule) -> dict:
                 raise ColoError("state=protected needs the secondary's checkpoint-link address: set "
                                 "secondary_address (or checkpoint_address when starting the VM)")
             changed = predict_protect(snap)
-            if changed and not module.check_mode:
+            delay = p["checkpoint_delay_ms"]
+            if not changed and delay is not None and snap["params"].get("x-checkpoint-delay") != delay:
+                # Protected already: only the checkpoint interval moves.
+                changed = True
+                if not module.check_mode:
+                    result["actions"] = checkpoint.set_parameters(qmp, delay)
+            elif changed and not module.check_mode:
                 pspec = with_overrides(spec, forward_addr=p["forward_address"], checkpoint_addr=address)
                 if not pspec.forward_addr:
                     raise ColoError("state=protected needs this host's forward-link address: set forward_address")

@@ -131,7 +131,9 @@ vms:
       run_state: running
       migration_status: colo
       checkpoints: 7
+      checkpoint_delay_ms: 2000
       pause_p50_ms: 81.2
+      pause_p99_ms: 140.3
       pause_max_ms: 140.3
       replication: attached
       pid: 1234
@@ -170,8 +172,14 @@ vms:
     checkpoints_per_second:
       description: Checkpoints per second during the sample.
       type: float
+    checkpoint_delay_ms:
+      description: Milliseconds between periodic checkpoints (C(x-checkpoint-delay)) set in QEMU now.
+      type: int
     pause_p50_ms:
       description: Median guest pause per checkpoint in ms.
+      type: float
+    pause_p99_ms:
+      description: 99th percentile (nearest rank) of the guest pause per checkpoint in ms.
       type: float
     pause_max_ms:
       description: Longest guest pause per checkpoint in ms.
@@ -241,7 +249,8 @@ def vm_entry(st: dict | None, vmstat: dict, record: dict | None) -> dict:
         "state_dir": vmstat.get("state_dir"),
         "manager": vmstat.get("manager"),
         "role": None, "mode": None, "last_mode": None, "reason": None, "migration_status": None,
-        "checkpoints": None, "checkpoints_per_second": None, "pause_p50_ms": None, "pause_max_ms": None,
+        "checkpoints": None, "checkpoints_per_second": None, "checkpoint_delay_ms": None,
+        "pause_p50_ms": None, "pause_p99_ms": None, "pause_max_ms": None,
         "replication": None, "replication_detail": None, "proxy_objects": None, "qemu_version": None,
     }
     if st is None:
@@ -256,7 +265,9 @@ def vm_entry(st: dict | None, vmstat: dict, record: dict | None) -> dict:
         "migration_status": st["migration"].get("status", "none"),
         "checkpoints": ck.get("count"),
         "checkpoints_per_second": ck.get("per_second"),
+        "checkpoint_delay_ms": st["checkpoint_delay_ms"],
         "pause_p50_ms": ck.get("pause_p50_ms"),
+        "pause_p99_ms": ck.get("pause_p99_ms"),
         "pause_max_ms": ck.get("pause_max_ms"),
         "replication": replication_state(st),
         "replication_detail": st["replication"],

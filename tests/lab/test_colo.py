@@ -87,6 +87,26 @@ def test_site_rerun_and_check_mode_change_nothing():
     assert_protected("colo-a", "colo-b")
 
 
+def test_checkpoint_interval_changes_in_place():
+    """A protected pair takes a new x-checkpoint-delay without a new protection; a rerun changes nothing."""
+    pid = vm_info()["colo-a"]["guest0"]["pid"]
+    args = {"name": "guest0", "state": "protected", "checkpoint_delay_ms": 500}
+    rc, results = run_module("colo-a", "colo.ft.checkpoint", args)
+    assert rc == 0 and results["colo-a"]["changed"], results
+    assert results["colo-a"]["actions"] == ["migrate-set-parameters x-checkpoint-delay=500"]
+    rc, results = run_module("colo-a", "colo.ft.checkpoint", args)
+    assert rc == 0 and not results["colo-a"]["changed"], results
+    _rc, results = run_module("colo-a", "colo.ft.info", {"name": "guest0", "sample_seconds": 4})
+    guest = results["colo-a"]["vms"]["guest0"]
+    assert guest["checkpoint_delay_ms"] == 500 and guest["pid"] == pid and guest["mode"] == "primary"
+    # 4 s at 500 ms: far more checkpoints than the 2 at most that 2000 ms allows.
+    assert guest["checkpoints"] >= 4, guest
+    # site.yml puts the inventory's interval back.
+    result = ansible("ansible-playbook", "playbooks/site.yml")
+    assert recap(result.stdout)["colo-a"]["changed"] == 1, result.stdout[-4000:]
+    assert vm_info()["colo-a"]["guest0"]["checkpoint_delay_ms"] == 2000
+
+
 def test_failover_on_the_wrong_side_is_refused_and_changes_nothing():
     rc, results = run_module("colo-a", "colo.ft.failover", {"name": "guest0", "lost": "primary"})
     assert rc != 0 and results["colo-a"]["error"] == "WrongSide", results

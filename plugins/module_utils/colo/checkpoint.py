@@ -8,6 +8,7 @@ primary's STOP/RESUME events (one pair per checkpoint = its pause).
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -139,6 +140,10 @@ class CheckpointStats:
         return statistics.median(self.pauses_ms) if self.pauses_ms else None
 
     @property
+    def p99_ms(self) -> float | None:
+        return percentile(self.pauses_ms, 99)
+
+    @property
     def max_ms(self) -> float | None:
         return max(self.pauses_ms) if self.pauses_ms else None
 
@@ -151,9 +156,18 @@ class CheckpointStats:
             "window_s": _round(self.window_s),
             "count": self.count,
             "pause_p50_ms": _round(self.p50_ms),
+            "pause_p99_ms": _round(self.p99_ms),
             "pause_max_ms": _round(self.max_ms),
             "per_second": _round(self.per_second),
         }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100): a value that was measured, None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
 
 
 def _round(v: float | None) -> float | None:

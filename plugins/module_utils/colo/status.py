@@ -44,6 +44,7 @@ def status(qmp: QMPClient, sample_seconds: float = 0.0) -> dict[str, Any]:
         "run_state": run["status"],
         "running": run["running"],
         "qemu_version": ".".join(map(str, qmp.version)),
+        "checkpoint_delay_ms": qmp.execute("query-migrate-parameters").get("x-checkpoint-delay"),
         "replication": {
             "node_attached": child,
             "quorum_children": children,

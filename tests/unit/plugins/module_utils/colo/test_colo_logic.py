@@ -49,8 +49,10 @@ def test_pauses_pair_stop_with_next_resume():
 def test_stats_summary():
     s = checkpoint.CheckpointStats(10.0, [50.0, 70.0, 200.0])
     d = s.to_dict()
-    assert d == {"window_s": 10.0, "count": 3, "pause_p50_ms": 70.0, "pause_max_ms": 200.0, "per_second": 0.3}
+    assert d == {"window_s": 10.0, "count": 3, "pause_p50_ms": 70.0, "pause_p99_ms": 200.0, "pause_max_ms": 200.0,
+                 "per_second": 0.3}
     empty = checkpoint.CheckpointStats(5.0).to_dict()
+    assert empty["pause_p99_ms"] is None
     assert empty["count"] == 0 and empty["pause_p50_ms"] is None
 
 
@@ -160,3 +162,13 @@ def test_role_names():
     assert status.role_of({"mode": "secondary"}, False) == "secondary"
     assert status.role_of({"mode": "none"}, True) == "primary-unprotected"
     assert status.role_of({"mode": "none"}, False) == "standalone"
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))  # 1..100
+    assert checkpoint.percentile(values, 50) == 50
+    assert checkpoint.percentile(values, 99) == 99
+    assert checkpoint.percentile(values, 100) == 100
+    assert checkpoint.percentile([7.0], 99) == 7.0
+    assert checkpoint.percentile([3, 1, 2], 0) == 1  # the smallest, whatever the order
+    assert checkpoint.percentile([], 50) is None

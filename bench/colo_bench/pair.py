@@ -1,0 +1,123 @@
+"""The protected pair in the lab: who is primary, crash, repair, re-protect, and a runtime failover
+called directly on the survivor (no Ansible in between)."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import time
+
+from colo_lab import hosts
+from colo_lab.config import HOSTS_BY_NAME, REPO
+from colo_lab.testing import ansible, lab_cmd, recap, run_module, vm_info, wait_http
+
+VM = "guest0"
+REMOTE = "/var/lib/colo-bench"  # on the lab hosts' disks: survives a crash and a restart
+
+
+def timed_playbook(name: str, *extra: str) -> tuple[float, dict]:
+    """Run playbooks/NAME; (wall seconds, PLAY RECAP counters per host)."""
+    t0 = time.monotonic()
+    result = ansible("ansible-playbook", f"playbooks/{name}", *extra)
+    return time.monotonic() - t0, recap(result.stdout)
+
+
+def modes() -> dict[str, str]:
+    """{host: COLO mode of the guest} for the hosts that answer."""
+    return {h: vms[VM]["mode"] for h, vms in vm_info().items() if vms and VM in vms and vms[VM]["running"]}
+
+
+def layout() -> tuple[str, str]:
+    """(primary host, secondary host) of a protected pair; AssertionError otherwise."""
+    now = modes()
+    primary = [h for h, m in now.items() if m == "primary"]
+    secondary = [h for h, m in now.items() if m == "secondary"]
+    assert len(primary) == 1 and len(secondary) == 1, f"the pair is not protected: {now}"
+    return primary[0], secondary[0]
+
+
+def ensure_protected() -> tuple[str, str]:
+    """Protect the guest if it is not (lab up, site.yml or reprotect.yml); (primary, secondary)."""
+    lab_cmd("up")
+    try:
+        return layout()
+    except AssertionError:
+        pass
+    now = modes()
+    if any(m == "none" for m in now.values()):
+        for host in HOSTS_BY_NAME:
+            if host not in now:
+                lab_cmd("restart", host)
+        timed_playbook("reprotect.yml")
+    else:
+        timed_playbook("site.yml")
+    wait_http()
+    return layout()
+
+
+def set_checkpoint_delay(primary: str, delay_ms: int) -> None:
+    rc, results = run_module(primary, "colo.ft.checkpoint", {"name": VM, "state": "protected",
+                                                              "checkpoint_delay_ms": delay_ms})
+    assert rc == 0, results
+
+
+def sample(primary: str, seconds: float) -> dict:
+    """colo.ft.info on the primary, watching checkpoints for `seconds`."""
+    rc, results = run_module(primary, "colo.ft.info", {"name": VM, "sample_seconds": seconds,
+                                                        "probe_features": False})
+    assert rc == 0, results
+    return results[primary]["vms"][VM]
+
+
+def crash(host: str) -> float:
+    """Power-cut a lab host (every process killed at one instant); the time.monotonic() before it."""
+    t = time.monotonic()
+    hosts.crash(HOSTS_BY_NAME[host])
+    return t
+
+
+def repair_and_reprotect(dead: str) -> float:
+    """Restart the crashed host and run reprotect.yml; the playbook's wall time."""
+    lab_cmd("restart", dead)
+    seconds, counts = timed_playbook("reprotect.yml")
+    assert all(c["failed"] == 0 for c in counts.values()), counts
+    return seconds
+
+
+def _ssh_argv(host: str, command: str) -> list[str]:
+    h = HOSTS_BY_NAME[host]
+    return ["ssh", *hosts.SSH_OPTS, "-i", str(hosts.SSH_KEY), f"root@{h.address('mgmt0')}", command]
+
+
+def push_runtime(host: str) -> None:
+    """Copy the COLO runtime (plugins/module_utils/colo) and the failover runner to the host."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        runtime = REPO / "plugins/module_utils/colo"
+        for path in sorted(runtime.glob("*.py")):
+            tar.add(path, f"ansible_collections/colo/ft/plugins/module_utils/colo/{path.name}")
+        tar.add(REPO / "bench/colo_bench/direct_failover.py", "direct_failover.py")
+    subprocess.run(_ssh_argv(host, f"rm -rf {REMOTE} && mkdir -p {REMOTE} && tar -x -C {REMOTE}"),
+                   input=buf.getvalue(), check=True, timeout=60, capture_output=True)
+
+
+class DirectFailover:
+    """The runtime's failover on the survivor, armed before the crash: an ssh session runs
+    direct_failover.py, which has read the VM's record and waits for "go" on its stdin."""
+
+    def __init__(self, survivor: str):
+        push_runtime(survivor)
+        self.proc = subprocess.Popen(_ssh_argv(survivor, f"python3 {REMOTE}/direct_failover.py {VM} br0 br1"),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            self.proc.kill()
+            raise AssertionError(f"direct failover runner did not start: {line} {self.proc.stderr.read()}")
+
+    def go(self) -> dict:
+        """Fail over now; the runner's result (actions, QMP-side duration)."""
+        out, err = self.proc.communicate("go\n", timeout=60)
+        if self.proc.returncode != 0:
+            raise AssertionError(f"direct failover failed ({self.proc.returncode}): {err.strip()}")
+        return json.loads(out.strip().splitlines()[-1])

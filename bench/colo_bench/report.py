@@ -1,0 +1,181 @@
+"""Results to words and pictures: the Markdown tables, the latency plot, README's Performance section."""
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+PLOT = "failover-latency.png"
+MODE_NAMES = {"playbook": "failover.yml", "direct": "runtime called directly"}
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    cpu = ""
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="ascii") as f:
+        mem_kib = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+    try:
+        distro = "Debian " + Path("/etc/debian_version").read_text().strip()
+    except OSError:
+        distro = platform.platform()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
+            "os": distro, "kernel": platform.release()}
+
+
+def _num(v, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{v:.0f}"
+    return str(v)
+
+
+def _s(summary: dict, key: str = "median") -> str:
+    return f"{_num(summary[key])} s" if summary.get(key) is not None else "–"
+
+
+def _row(*cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def failover_table(res: dict) -> list[str]:
+    out = [f"**Failover outage**: HTTP client at {_num(res['rate'])} req/s (new connection each) plus ledger "
+           "writes; the primary's host is power-cut; outage = crash to the first answer to a request sent after it.",
+           "",
+           _row("failover path", "runs", "outage median", "outage max", "ledger write gap median",
+                "failover step median", "acked records lost", "idle connection kept"),
+           _row(*["---"] * 8)]
+    for mode, s in res["summary"].items():
+        out.append(_row(MODE_NAMES[mode], s["runs"], _s(s["outage_s"]), _s(s["outage_s"], "max"),
+                        _s(s["ledger_gap_s"]), _s(s["failover_step_s"]), s["lost_records"],
+                        f"{s['held_connections_ok']}/{s['runs']}"))
+    return out
+
+
+def cost_table(res: dict) -> list[str]:
+    colo, plain, r = res["colo"], res["unprotected"], res["colo_over_unprotected"]
+    out = [f"**Cost of protection**: the same guest on the same host, under COLO (checkpoint delay "
+           f"{res['checkpoint_delay_ms']} ms) and unprotected, {_num(colo['http_c1']['seconds'], 0)} s each.", "",
+           _row("", "unprotected", "COLO", "COLO / unprotected"), _row("---", "---:", "---:", "---:")]
+    for c in (1, 8):
+        key = f"http_c{c}"
+        for label, k, unit in (("HTTP requests/s", "req_per_s", ""), ("HTTP latency p50", "latency_p50_ms", " ms"),
+                               ("HTTP latency p99", "latency_p99_ms", " ms")):
+            out.append(_row(f"{label}, {c} client{'s' if c > 1 else ''}", f"{_num(plain[key][k])}{unit}",
+                            f"{_num(colo[key][k])}{unit}", _num(r[f'{key}_{k}'])))
+    for label, k, unit in (("durable ledger writes/s, 1 connection", "writes_per_s", ""),
+                           ("ledger write latency p50", "latency_p50_ms", " ms"),
+                           ("ledger write latency p99", "latency_p99_ms", " ms")):
+        out.append(_row(label, f"{_num(plain['ledger'][k])}{unit}", f"{_num(colo['ledger'][k])}{unit}",
+                        _num(r[f'ledger_{k}'])))
+    return out
+
+
+def checkpoints_table(res: dict) -> list[str]:
+    out = ["**Checkpoints** on the primary (a checkpoint is one guest pause, STOP to RESUME); load = "
+           "closed-loop HTTP clients.", "",
+           _row("checkpoint delay", "idle: checkpoints/s", "idle: pause p50 / p99", "load: checkpoints/s",
+                "load: pause p50 / p99", "load: HTTP req/s"),
+           _row("---:", "---:", "---:", "---:", "---:", "---:")]
+    for row in res["rows"]:
+        i, ld = row["idle"], row["load"]
+        out.append(_row(f"{row['delay_ms']} ms", _num(i["checkpoints_per_second"]),
+                        f"{_num(i['pause_p50_ms'], 0)} / {_num(i['pause_p99_ms'], 0)} ms",
+                        _num(ld["checkpoints_per_second"]),
+                        f"{_num(ld['pause_p50_ms'], 0)} / {_num(ld['pause_p99_ms'], 0)} ms",
+                        f"{_num(ld['load']['req_per_s'])} ({ld['load']['concurrency']} clients)"))
+    return out
+
+
+def deploy_table(res: dict) -> list[str]:
+    def changed(d: dict) -> str:
+        return ", ".join(f"{h} {n}" for h, n in sorted(d.items()))
+    return ["**Deploy**", "", _row("step", "wall time", "changed"), _row("---", "---:", "---"),
+            _row("lab hosts up (bare)", f"{_num(res['lab_up_s'], 1)} s", ""),
+            _row("site.yml from bare hosts to a protected guest", f"{_num(res['site_bare_s'], 1)} s",
+                 changed(res["site_bare_changed"])),
+            _row("site.yml again", f"{_num(res['site_rerun_s'], 1)} s", changed(res["site_rerun_changed"]))]
+
+
+def soak_table(res: dict) -> list[str]:
+    cyc = res["cycles"]
+    return [f"**Soak**: {len(cyc)} failover + re-protect cycles in a row (lost side alternating primary/secondary, "
+            "failover.yml and reprotect.yml), ledger writes all along.", "",
+            _row("cycles", "acknowledged records", "lost", "connections that survived", "cycle median / max",
+                 "ledger write gap median / max"),
+            _row(*["---:"] * 6),
+            _row(len(cyc), res["acked_records"], res["lost_records"],
+                 f"{res['connections_survived']}/{res['connections']}",
+                 f"{_s(res['cycle_s'])} / {_s(res['cycle_s'], 'max')}",
+                 f"{_s(res['ledger_gap_s'])} / {_s(res['ledger_gap_s'], 'max')}")]
+
+
+TABLES = {"failover": failover_table, "cost": cost_table, "checkpoints": checkpoints_table,
+          "deploy": deploy_table, "soak": soak_table}
+
+
+def render(results: dict[str, dict], run: dict) -> str:
+    m = run["machine"]
+    lab = run.get("lab", {})
+    lines = [f"Measured {run['finished'][:10]} with `bench/run{' --quick' if run.get('quick') else ''}` "
+             f"(commit {run.get('commit', '?')}, {_num(run['wall_s'] / 60, 0)} min): {m['cpu']}, {m['cores']} cores, "
+             f"{_num(m['memory_gib'], 0)} GiB, {m['os']}, kernel {m['kernel']}; lab hosts Debian 13 with QEMU "
+             f"{lab.get('qemu_version', '?')}, guest under TCG ({lab.get('guest', 'lab test guest')}).", ""]
+    for name, table in TABLES.items():
+        if name in results:
+            lines += table(results[name]) + [""]
+    if "failover" in results:
+        lines += [f"![client latency across a failover]({PLOT})", ""]
+    return "\n".join(lines)
+
+
+def median_run(runs: list[dict], mode: str) -> dict | None:
+    mine = sorted((r for r in runs if r["mode"] == mode), key=lambda r: r["outage_s"])
+    return mine[(len(mine) - 1) // 2] if mine else None
+
+
+def plot(failover: dict, path: Path) -> None:
+    """Client latency over time around the crash, the median run of each failover path."""
+    import matplotlib  # noqa: PLC0415 (heavy; only the plot needs it)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    picked = [(m, median_run(failover["runs"], m)) for m in MODE_NAMES]
+    picked = [(m, r) for m, r in picked if r]
+    fig, axes = plt.subplots(len(picked), 1, figsize=(9, 3.2 * len(picked)), sharex=True, squeeze=False)
+    right = max(r["outage_s"] for _m, r in picked) + 5
+    for ax, (mode, r) in zip(axes[:, 0], picked):
+        ok = [(t, ms) for t, ms in r["timeline"] if ms is not None and -3 <= t <= right]
+        failed = [t for t, ms in r["timeline"] if ms is None and -3 <= t <= right]
+        ax.scatter([t for t, _ in ok], [ms for _, ms in ok], s=6, label="answered (latency)")
+        top = max([ms for _, ms in ok] + [1000]) * 1.5
+        if failed:
+            ax.scatter(failed, [top] * len(failed), s=10, marker="x", color="red", label="no answer")
+        ax.axvline(0, color="black", linestyle="--", linewidth=1, label="host power-cut")
+        ax.axvline(r["outage_s"], color="green", linestyle=":", linewidth=1,
+                   label=f"first answer after the crash: {r['outage_s']:.2f} s")
+        ax.set_yscale("log")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"{MODE_NAMES[mode]} ({r['dead']} crashed, {r['survivor']} took over)")
+        ax.legend(loc="upper right", fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[-1, 0].set_xlabel("request sent at (s after the crash)")
+    axes[-1, 0].set_xlim(-3, right)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def update_readme(text: str, section: str) -> str:
+    """Put `section` between README's bench markers; ValueError when they are missing."""
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"README has no {BEGIN} ... {END} block")
+    return pattern.sub(lambda _m: f"{BEGIN}\n{section.strip()}\n{END}", text, count=1)

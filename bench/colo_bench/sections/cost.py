@@ -1,0 +1,75 @@
+"""What protection costs while nothing fails: the same guest unprotected and under COLO, one run.
+
+Under COLO first (the pair as site.yml leaves it), then protection is stopped (secondary VM stopped,
+colo.ft.checkpoint state=unprotected on the primary: the guest keeps running alone on the same host)
+and measured again, then site.yml protects it again.
+"""
+from __future__ import annotations
+
+import time
+
+from colo_lab.config import GUEST_ADDR
+from colo_lab.ledger import LedgerClient
+from colo_lab.testing import client_netns, run_module, wait_http
+
+from colo_bench import http, pair, stats
+from colo_bench.settings import Settings
+
+CONCURRENCY = (1, 8)
+
+
+def ledger_writes(seconds: float) -> dict:
+    """One connection, one durable write at a time (each acknowledged only once on the disk)."""
+    with client_netns():
+        led = LedgerClient(GUEST_ADDR, timeout=30)
+    latencies = []
+    with led:
+        start = time.monotonic()
+        i = 0
+        while time.monotonic() - start < seconds:
+            t0 = time.monotonic()
+            led.put(f"cost-{i}")
+            latencies.append((time.monotonic() - t0) * 1000.0)
+            i += 1
+        elapsed = time.monotonic() - start
+    lat = stats.summary(latencies, 2)
+    return {"writes": len(latencies), "writes_per_s": round(len(latencies) / elapsed, 2),
+            "latency_p50_ms": lat["median"], "latency_p99_ms": lat["p99"]}
+
+
+def measure(settings: Settings) -> dict:
+    out = {f"http_c{c}": http.closed_loop(c, settings.window_s) for c in CONCURRENCY}
+    out["ledger"] = ledger_writes(settings.window_s)
+    return out
+
+
+def unprotect(primary: str, secondary: str) -> None:
+    rc, results = run_module(secondary, "colo.ft.vm", {"name": pair.VM, "state": "stopped"})
+    assert rc == 0, results
+    rc, results = run_module(primary, "colo.ft.checkpoint", {"name": pair.VM, "state": "unprotected"})
+    assert rc == 0, results
+    assert pair.modes()[primary] == "none"
+
+
+def ratios(colo: dict, plain: dict) -> dict:
+    out = {}
+    for c in CONCURRENCY:
+        a, b = colo[f"http_c{c}"], plain[f"http_c{c}"]
+        for key in ("req_per_s", "latency_p50_ms", "latency_p99_ms"):
+            out[f"http_c{c}_{key}"] = stats.ratio(a[key], b[key])
+    for key in ("writes_per_s", "latency_p50_ms", "latency_p99_ms"):
+        out[f"ledger_{key}"] = stats.ratio(colo["ledger"][key], plain["ledger"][key])
+    return out
+
+
+def run(settings: Settings) -> dict:
+    primary, secondary = pair.ensure_protected()
+    pair.set_checkpoint_delay(primary, 2000)
+    colo = measure(settings)
+    unprotect(primary, secondary)
+    plain = measure(settings)
+    reprotect_s, _counts = pair.timed_playbook("site.yml")
+    wait_http()
+    pair.layout()
+    return {"checkpoint_delay_ms": 2000, "colo": colo, "unprotected": plain,
+            "colo_over_unprotected": ratios(colo, plain), "site_reprotect_s": round(reprotect_s, 2)}

@@ -1,0 +1,80 @@
+"""Failover outage: crash the primary's host under load; outage = crash to the first answer.
+
+A client sends 20 HTTP requests/s (each its own connection) and writes ledger records one at a time
+on one connection; a second ledger connection stays idle. The primary's host is power-cut and the
+survivor takes over, either through failover.yml (probe, fencing, colo.ft.failover: what an operator
+runs) or through the runtime's failover called directly on the survivor (armed before the crash: the
+floor that automation calling the runtime can reach). Modes alternate run by run; after each run the
+crashed host is restarted and reprotect.yml protects the guest again, so the hosts take turns dying.
+"""
+from __future__ import annotations
+
+import time
+
+from colo_lab.ledger import LedgerError
+from colo_lab.testing import ClientLoad, ansible, recap
+
+from colo_bench import http, pair, stats
+from colo_bench.settings import Settings
+
+MODES = ("playbook", "direct")
+
+
+def one_run(mode: str, index: int, settings: Settings) -> dict:
+    dead, survivor = pair.layout()
+    runner = pair.DirectFailover(survivor) if mode == "direct" else None
+    with http.PacedClient(settings.rate) as client, ClientLoad(f"fo-{mode}-{index}") as ledger:
+        client.wait_answers(20)
+        ledger.wait_acks(20)
+        crashed = pair.crash(dead)
+        if runner:
+            step = runner.go()
+            step_s = step["duration_s"]
+            took_over = time.monotonic() - crashed
+        else:
+            result = ansible("ansible-playbook", "playbooks/failover.yml")
+            took_over = time.monotonic() - crashed
+            step_s = took_over
+            assert recap(result.stdout)[survivor]["failed"] == 0
+        client.wait_answers(20, after=crashed)
+        ledger.wait_acks(20)
+    lost = ledger.lost()
+    held_ok = True
+    try:
+        ledger.held.ping()
+    except LedgerError:
+        held_ok = False
+    outage = http.first_answer_after(client.samples, crashed)
+    run = {
+        "mode": mode, "dead": dead, "survivor": survivor,
+        "outage_s": round(outage, 3),
+        "ledger_gap_s": round(ledger.longest_gap(crashed), 3),
+        "failover_step_s": round(step_s, 3),       # failover.yml wall time, or the runtime call itself
+        "took_over_s": round(took_over, 3),         # crash to the end of the failover step
+        "lost_records": len(lost), "ledger_errors": ledger.errors, "held_connection_ok": held_ok,
+        "timeline": [[round(s.sent - crashed, 3), None if s.latency is None else round(s.latency * 1000, 1)]
+                     for s in sorted(client.samples, key=lambda s: s.sent)],
+    }
+    run["reprotect_s"] = round(pair.repair_and_reprotect(dead), 2)
+    return run
+
+
+def summarise(runs: list[dict]) -> dict:
+    out = {}
+    for mode in MODES:
+        mine = [r for r in runs if r["mode"] == mode]
+        out[mode] = {
+            "runs": len(mine),
+            "outage_s": stats.summary([r["outage_s"] for r in mine]),
+            "ledger_gap_s": stats.summary([r["ledger_gap_s"] for r in mine]),
+            "failover_step_s": stats.summary([r["failover_step_s"] for r in mine]),
+            "lost_records": sum(r["lost_records"] for r in mine),
+            "held_connections_ok": sum(r["held_connection_ok"] for r in mine),
+        }
+    return out
+
+
+def run(settings: Settings) -> dict:
+    pair.ensure_protected()
+    runs = [one_run(mode, i, settings) for i in range(settings.runs) for mode in MODES]
+    return {"rate": settings.rate, "runs": runs, "summary": summarise(runs)}

@@ -1,0 +1,25 @@
+"""How much each section measures: the full run and the --quick smoke run."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    runs: int = 5                    # failover outage: runs per mode (failover.yml, runtime direct)
+    cycles: int = 10                 # soak: failover + re-protect cycles
+    window_s: float = 20.0           # cost of protection: seconds per measurement
+    delays_ms: tuple[int, ...] = (500, 2000, 5000)
+    checkpoints_per_window: int = 10  # checkpoint samples last at least this many delays
+    rate: float = 20.0               # HTTP requests/s of the client during a failover
+    load_concurrency: int = 8        # "under load": closed-loop HTTP clients
+
+    def sample_seconds(self, delay_ms: int) -> float:
+        return max(self.window_s, self.checkpoints_per_window * delay_ms / 1000.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+FULL = Settings()
+QUICK = Settings(runs=1, cycles=2, window_s=5.0, checkpoints_per_window=2)

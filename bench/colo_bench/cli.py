@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     _write(out / "summary.md", summary + "\n")
     if "failover" in results:
         report.plot(results["failover"], out / report.PLOT)
-    readme = args.readme == "yes" or (args.readme == "auto" and out == DEFAULT_OUT and not args.quick
-                                       and not failed and not args.only)
+    full_run = out == DEFAULT_OUT and not (args.quick or failed or args.only)
+    readme = args.readme == "yes" or (args.readme == "auto" and full_run)
     if readme:
         path = REPO / "README.md"
         text = report.update_readme(path.read_text(), summary.replace(f"]({report.PLOT})",

@@ -131,7 +131,7 @@ def closed_loop(concurrency: int, seconds: float, path: str = "/", timeout: floa
         with lock:
             samples.extend(mine)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker, daemon=True) for _i in range(concurrency)]
     start = time.monotonic()
     for t in threads:
         t.start()

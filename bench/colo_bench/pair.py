@@ -57,15 +57,15 @@ def ensure_protected() -> tuple[str, str]:
 
 
 def set_checkpoint_delay(primary: str, delay_ms: int) -> None:
-    rc, results = run_module(primary, "colo.ft.checkpoint", {"name": VM, "state": "protected",
-                                                              "checkpoint_delay_ms": delay_ms})
+    args = {"name": VM, "state": "protected", "checkpoint_delay_ms": delay_ms}
+    rc, results = run_module(primary, "colo.ft.checkpoint", args)
     assert rc == 0, results
 
 
 def sample(primary: str, seconds: float) -> dict:
     """colo.ft.info on the primary, watching checkpoints for `seconds`."""
-    rc, results = run_module(primary, "colo.ft.info", {"name": VM, "sample_seconds": seconds,
-                                                        "probe_features": False})
+    args = {"name": VM, "sample_seconds": seconds, "probe_features": False}
+    rc, results = run_module(primary, "colo.ft.info", args)
     assert rc == 0, results
     return results[primary]["vms"][VM]
 

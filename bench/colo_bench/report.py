@@ -154,8 +154,8 @@ def plot(failover: dict, path: Path) -> None:
     for ax, (mode, r) in zip(axes[:, 0], picked):
         ok = [(t, ms) for t, ms in r["timeline"] if ms is not None and -3 <= t <= right]
         failed = [t for t, ms in r["timeline"] if ms is None and -3 <= t <= right]
-        ax.scatter([t for t, _ in ok], [ms for _, ms in ok], s=6, label="answered (latency)")
-        top = max([ms for _, ms in ok] + [1000]) * 1.5
+        ax.scatter([t for t, _ms in ok], [ms for _t, ms in ok], s=6, label="answered (latency)")
+        top = max([ms for _t, ms in ok] + [1000]) * 1.5
         if failed:
             ax.scatter(failed, [top] * len(failed), s=10, marker="x", color="red", label="no answer")
         ax.axvline(0, color="black", linestyle="--", linewidth=1, label="host power-cut")

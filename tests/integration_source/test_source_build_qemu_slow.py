@@ -86,10 +86,10 @@ def test_qemu_with_replication():
     if wanted:
         assert re.sub(r"^\d+:|^v", "", wanted).split("+")[0] in out, (wanted, out)
     # A real QEMU from the prefix answers the feature probe: everything COLO needs is compiled in.
-    info, _ = module({"qemu_binary": os.path.join(prefix, "bin/qemu-system-x86_64")}, "colo.ft.info")
+    info = module({"qemu_binary": os.path.join(prefix, "bin/qemu-system-x86_64")}, "colo.ft.info")[0]
     feats = info["qemu"]["features"]
-    assert feats["source"] == "probe" and all(feats[k] for k in ("replication", "colo_compare", "x_colo",
-                                                                   "lost_heartbeat")), feats
+    needed = ("replication", "colo_compare", "x_colo", "lost_heartbeat")
+    assert feats["source"] == "probe" and all(feats[k] for k in needed), feats
     # The version policy is applied to what was built: >= 11.1 is accepted, older ones refused with the reason.
     assert info["qemu"]["supported"] == ((major, minor) >= (11, 1)), info["qemu"]
     again, rerun = module(args)

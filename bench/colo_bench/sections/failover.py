@@ -36,7 +36,7 @@ def one_run(mode: str, index: int, settings: Settings) -> dict:
             took_over = time.monotonic() - crashed
             step_s = took_over
             assert recap(result.stdout)[survivor]["failed"] == 0
-        client.wait_answers(20, after=crashed)
+        client.wait_answers(60, after=crashed)  # ~3 s of service after the first answer (for the plot)
         ledger.wait_acks(20)
     lost = ledger.lost()
     held_ok = True

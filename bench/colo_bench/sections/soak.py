@@ -21,7 +21,7 @@ IDLE_CONNECTIONS = 4
 def run(settings: Settings) -> dict:
     pair.ensure_protected()
     with client_netns():
-        idle = [LedgerClient(GUEST_ADDR, timeout=120) for _ in range(IDLE_CONNECTIONS)]
+        idle = [LedgerClient(GUEST_ADDR, timeout=120) for _i in range(IDLE_CONNECTIONS)]
     for conn in idle:
         conn.ping()
     cycles = []

@@ -2,8 +2,8 @@
 
 Measured (docs colo-facts): 11.1.3 runs COLO cleanly; 10.0.x/10.1.x fail with
 "Received invalid message 0x0000" (with return-path) or deadlock the primary
-after checkpoint 2 (without); 7.2 and everything older than 11 deadlock at
-checkpoint 2-3 under TCG. A build must also have the COLO pieces compiled in:
+after checkpoint 2 (without); 7.2 deadlocks at checkpoint 2-3 under TCG. The
+releases in between were not tested, so anything before 11 is refused. A build must also have the COLO pieces compiled in:
 the `replication` block driver, the `colo-compare` object, the `x-colo`
 migration capability and `x-colo-lost-heartbeat`.
 """
@@ -125,7 +125,8 @@ def version_problems(version: QemuVersion) -> tuple[list[str], list[str]]:
         problems.append(f"QEMU {version} is known broken for COLO: {why}")
     elif version.tuple < MIN_VERSION:
         problems.append(
-            f"QEMU {version} is older than 11: COLO deadlocks at checkpoint 2-3 under TCG with these versions"
+            f"QEMU {version} is older than 11, which colo.ft requires: 7.2 deadlocks at checkpoint 2-3 under TCG "
+            "and 10.0/10.1 break COLO; other releases before 11 were not tested"
         )
     elif version.tuple[:2] < TESTED_VERSION[:2]:
         warnings.append(f"QEMU {version} is not tested with COLO; 11.1.3 is")

@@ -281,9 +281,11 @@ STATUS = {
     "run_state": "running",
     "running": True,
     "qemu_version": "11.1.3",
+    "checkpoint_delay_ms": 2000,
     "replication": {"node_attached": "children.1", "quorum_children": {}, "block_jobs": [], "nbd_exports": []},
     "proxy_objects": {"comp0": "colo-compare"},
-    "checkpoints": {"window_s": 5.0, "count": 3, "pause_p50_ms": 80.0, "pause_max_ms": 120.0, "per_second": 0.6},
+    "checkpoints": {"window_s": 5.0, "count": 3, "pause_p50_ms": 80.0, "pause_p99_ms": 120.0, "pause_max_ms": 120.0,
+                    "per_second": 0.6},
 }
 
 
@@ -291,6 +293,7 @@ def test_vm_entry_running():
     e = info_module.vm_entry(STATUS, {"running": True, "pid": 42, "qemu_status": "running"}, {"role": "primary"})
     assert e["mode"] == "primary" and e["migration_status"] == "colo" and e["checkpoints"] == 3
     assert e["pause_p50_ms"] == 80.0 and e["pause_max_ms"] == 120.0 and e["replication"] == "attached"
+    assert e["pause_p99_ms"] == 120.0 and e["checkpoint_delay_ms"] == 2000
     assert e["pid"] == 42 and e["recorded_role"] == "primary"
 
 

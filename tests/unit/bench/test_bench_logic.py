@@ -1,0 +1,96 @@
+"""Pure logic of bench/: outage from samples, summaries, the tables and README's block."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "bench"))
+
+from colo_bench import report, stats  # noqa: E402
+from colo_bench.http import Sample, first_answer_after  # noqa: E402
+from colo_bench.settings import FULL, QUICK  # noqa: E402
+
+
+def test_outage_is_first_answer_to_a_request_sent_after_the_crash():
+    samples = [
+        Sample(9.0, 10.5),            # sent before the crash, answered late: not a sign of recovery
+        Sample(10.1, None, "reset"),  # failed
+        Sample(10.2, 14.0),           # SYN retransmitted, answered after the takeover
+        Sample(13.0, 13.4),           # the first answer after the crash
+    ]
+    assert first_answer_after(samples, 10.0) == pytest.approx(3.4)
+    assert first_answer_after(samples[:2], 10.0) is None
+
+
+def test_summary_and_ratio():
+    s = stats.summary([3.0, 1.0, 2.0, 10.0])
+    assert s == {"n": 4, "median": 2.5, "p99": 10.0, "min": 1.0, "max": 10.0}
+    assert stats.summary([])["median"] is None
+    assert stats.ratio(50.0, 100.0) == 0.5
+    assert stats.ratio(1.0, 0) is None and stats.ratio(None, 2.0) is None
+
+
+def test_sample_windows_cover_enough_checkpoints():
+    assert FULL.sample_seconds(500) == FULL.window_s
+    assert FULL.sample_seconds(5000) == 50.0  # 10 checkpoints at 5 s
+    assert QUICK.runs == 1 and QUICK.cycles == 2
+
+
+def _results() -> tuple[dict, dict]:
+    timeline = [[-0.5, 8.0], [0.1, None], [0.2, 9000.0], [0.3, 7.0]]
+    runs = [
+        {"mode": "playbook", "dead": "colo-a", "survivor": "colo-b", "outage_s": o, "timeline": timeline}
+        for o in (9.0, 11.0, 10.0)
+    ] + [{"mode": "direct", "dead": "colo-b", "survivor": "colo-a", "outage_s": 0.3, "timeline": timeline}]
+    s = {"n": 1, "median": 9.5, "p99": 9.5, "min": 9.5, "max": 12.25}
+    failover = {"rate": 20.0, "runs": runs, "summary": {
+        "playbook": {"runs": 3, "outage_s": s, "ledger_gap_s": s, "failover_step_s": s, "lost_records": 0,
+                     "held_connections_ok": 3},
+        "direct": {"runs": 1, "outage_s": s, "ledger_gap_s": s, "failover_step_s": s, "lost_records": 0,
+                   "held_connections_ok": 1}}}
+    deploy = {"lab_up_s": 5.1, "site_bare_s": 44.0, "site_bare_changed": {"colo-b": 10, "colo-a": 8},
+              "site_rerun_s": 22.6, "site_rerun_changed": {"colo-a": 0, "colo-b": 0}}
+    run = {"finished": "2026-11-28T06:00:00+00:00", "quick": False, "commit": "abc1234", "wall_s": 1800.0,
+           "machine": {"cpu": "CPU X", "cores": 2, "memory_gib": 24.0, "os": "Debian 12.11", "kernel": "6.1"},
+           "lab": {"qemu_version": "11.1.3"}}
+    return {"failover": failover, "deploy": deploy}, run
+
+
+def test_render_tables():
+    results, run = _results()
+    text = report.render(results, run)
+    assert text.startswith("Measured 2026-11-28 with `bench/run` (commit abc1234, 30 min): CPU X, 2 cores")
+    assert "| failover.yml | 3 | 9.5 s | 12.25 s | 9.5 s | 9.5 s | 0 | 3/3 |" in text
+    assert "| site.yml from bare hosts to a protected guest | 44 s | colo-a 8, colo-b 10 |" in text
+    assert "Cost of protection" not in text  # a section that did not run has no table
+    assert f"]({report.PLOT})" in text
+
+
+def test_median_run_picks_the_middle_outage():
+    results, _run = _results()
+    assert report.median_run(results["failover"]["runs"], "playbook")["outage_s"] == 10.0
+    assert report.median_run(results["failover"]["runs"], "direct")["outage_s"] == 0.3
+    assert report.median_run([], "direct") is None
+
+
+def test_plot_writes_a_png(tmp_path):
+    results, _run = _results()
+    path = tmp_path / report.PLOT
+    report.plot(results["failover"], path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_block_is_replaced_and_only_it():
+    text = f"# T\nbefore\n{report.BEGIN}\nold\ntable\n{report.END}\nafter\n"
+    new = report.update_readme(text, "new table\n")
+    assert new == f"# T\nbefore\n{report.BEGIN}\nnew table\n{report.END}\nafter\n"
+    assert report.update_readme(new, "new table") == new
+    with pytest.raises(ValueError, match="bench:begin"):
+        report.update_readme("# no markers\n", "x")
+
+
+def test_the_readme_has_the_block():
+    report.update_readme((REPO / "README.md").read_text(), "x")

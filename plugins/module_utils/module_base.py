@@ -19,10 +19,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, failover, replication
 from ansible_collections.colo.ft.plugins.module_utils.colo import proxy as colo_proxy
-from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, LaunchError
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, InvalidSpec, LaunchError
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher, read_record
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec
@@ -70,6 +71,11 @@ VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
     "extra_args": {"type": "list", "elements": "str", "default": []},
 }
 
+# Options that place a VM on a host (the roles set them per host); the other VM_SPEC_ARGS describe the guest.
+PLACEMENT_ARGS = ("bridge", "tap", "forward_address", "checkpoint_address", "active_disk", "hidden_disk")
+# A guest option given directly and in the `vm` dict at once is refused (mutually_exclusive).
+GUEST_ARGS = tuple(k for k in VM_SPEC_ARGS if k not in PLACEMENT_ARGS)
+
 # colo-compare tuning (proxy.CompareOptions), shared by proxy and checkpoint.
 COMPARE_ARGS: dict[str, dict[str, Any]] = {
     "compare_timeout": {"type": "int"},
@@ -89,6 +95,31 @@ def spec_from_params(params: dict[str, Any]) -> VMSpec:
     if data.get("append") is None:
         data["append"] = ""
     return VMSpec(**data)
+
+
+def apply_vm_dict(params: dict[str, Any]) -> None:
+    """Fill the VM options from params["vm"] (e.g. an entry of the roles' colo_vms), checked like options.
+
+    Guest options cannot be given both ways (mutually_exclusive); a placement option given directly wins
+    over the same key in vm. InvalidSpec on an unknown key, a bad value or another name.
+    """
+    vm = dict(params.get("vm") or {})
+    if not vm:
+        return
+    name = vm.pop("name", params["name"])
+    if name != params["name"]:
+        raise InvalidSpec(f"vm.name {name!r} differs from name {params['name']!r}")
+    unknown = sorted(set(vm) - set(VM_SPEC_ARGS))
+    if unknown:
+        raise InvalidSpec(f"vm has unknown keys {', '.join(unknown)}; it takes name and this module's VM options "
+                          f"({', '.join(sorted(VM_SPEC_ARGS))})")
+    result = ArgumentSpecValidator({k: VM_SPEC_ARGS[k] for k in vm}).validate(vm)
+    if result.error_messages:
+        raise InvalidSpec("vm: " + "; ".join(result.error_messages))
+    for key, value in result.validated_parameters.items():
+        if key in PLACEMENT_ARGS and params.get(key) is not None:
+            continue
+        params[key] = value
 
 
 def stub_spec(name: str, state_root: str = STATE_ROOT) -> VMSpec:

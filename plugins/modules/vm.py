@@ -57,6 +57,17 @@ options:
     description: With O(state=stopped), seconds to wait after QMP C(quit) before SIGTERM.
     type: int
     default: 15
+  vm:
+    description:
+      - The guest's description as one dictionary, e.g. an entry of the roles' C(colo_vms) - O(name) and any of the
+        VM options of this module (O(memory_mib), O(disk), O(mac), O(kernel), O(port_base), ...), checked like the
+        options themselves.
+      - A guest option may be given either here or directly, not both. The options that place the VM on a host
+        (O(bridge), O(tap), O(forward_address), O(checkpoint_address), O(active_disk), O(hidden_disk)) may be in
+        both; the direct value wins.
+      - With O(state=started), O(disk) and O(mac) are required (here or directly), and O(forward_address) for
+        O(role=primary) and O(role=secondary).
+    type: dict
 seealso:
   - module: colo.ft.checkpoint
   - module: colo.ft.info
@@ -90,6 +101,16 @@ EXAMPLES = r"""
     bridge: br0
     forward_address: 10.213.2.11
     checkpoint_address: 10.213.3.12
+
+- name: Start each guest described in colo_vms as a primary (what the colo_primary role does)
+  colo.ft.vm:
+    name: "{{ item.name }}"
+    vm: "{{ item }}"
+    role: primary
+    bridge: br0
+    forward_address: 10.213.2.11
+    checkpoint_address: 10.213.3.12
+  loop: "{{ colo_vms }}"
 
 - name: Stop it
   colo.ft.vm:
@@ -172,6 +193,8 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     ColoModule,
     image_problems,
     predict_start,
+    GUEST_ARGS,
+    apply_vm_dict,
     spec_from_params,
     spec_summary,
     stub_spec,
@@ -211,6 +234,7 @@ def _vm_info(module: ColoModule, spec: VMSpec, role: str | None) -> dict:
 
 def started(module: ColoModule) -> dict:
     p = module.params
+    apply_vm_dict(p)
     role = p["role"]
     spec = spec_from_params(p).validate(role)
     problems = image_problems(spec, role)
@@ -281,13 +305,11 @@ def main() -> None:
             "role": {"type": "str", "default": "plain", "choices": ["plain", "primary", "secondary"]},
             "allow_unsupported_qemu": {"type": "bool", "default": False},
             "stop_timeout": {"type": "int", "default": 15},
+            "vm": {"type": "dict"},
         },
         with_vm_spec=True,
-        required_if=[
-            ("state", "started", ("disk", "mac")),
-            ("role", "primary", ("forward_address",)),
-            ("role", "secondary", ("forward_address",)),
-        ],
+        # disk, mac and (for a COLO role) forward_address may come from vm: VMSpec.validate() checks them.
+        mutually_exclusive=[("vm", key) for key in GUEST_ARGS],
     )
     module.run(lambda: started(module) if module.params["state"] == "started" else stopped(module))
 

@@ -7,12 +7,15 @@ import os
 import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import failover
-from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, LaunchError
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, InvalidSpec, LaunchError
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, qemu_argv
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMMON_ARGS,
+    GUEST_ARGS,
     OPTION_TO_FIELD,
+    PLACEMENT_ARGS,
     VM_SPEC_ARGS,
+    apply_vm_dict,
     check_secondary_lost_side,
     compare_options,
     image_problems,
@@ -330,3 +333,52 @@ def test_vm_names(tmp_path):
 def test_qemu_info_not_installed():
     out = info_module.qemu_info(None, "/nonexistent/qemu-system-x86_64", True, [])
     assert out["installed"] is False and out["supported"] is False and "not found" in out["reason"]
+
+
+# -- the vm option of colo.ft.vm ----------------------------------------------------------------
+
+
+def vm_params(**direct):
+    """colo.ft.vm parameters as Ansible hands them over: every option present, defaults filled."""
+    params = {k: v.get("default") for k, v in VM_SPEC_ARGS.items()}
+    params.update(name="guest0", state_root="/run/colo-ft", vm=None)
+    params.update(direct)
+    return params
+
+
+def test_vm_dict_fills_the_options_checked_and_converted():
+    p = vm_params(vm={"name": "guest0", "disk": "/d.qcow2", "mac": "52:54:00:13:01:10", "memory_mib": "512",
+                      "extra_args": ["-S"]}, bridge="br0")
+    apply_vm_dict(p)
+    assert p["disk"] == "/d.qcow2" and p["memory_mib"] == 512 and p["extra_args"] == ["-S"]
+    assert p["vcpus"] == 1 and p["bridge"] == "br0"  # untouched: default, and the direct placement option
+    assert spec_from_params(p).memory_mib == 512
+
+
+def test_vm_dict_placement_given_directly_wins():
+    p = vm_params(vm={"bridge": "br9", "forward_address": "10.0.0.1", "tap": "t0"}, bridge="br0")
+    apply_vm_dict(p)
+    assert p["bridge"] == "br0" and p["forward_address"] == "10.0.0.1" and p["tap"] == "t0"
+
+
+@pytest.mark.parametrize("vm,match", [
+    ({"name": "other"}, "vm.name 'other' differs from name 'guest0'"),
+    ({"disk_source": "/x", "ready_port": 80}, "unknown keys disk_source, ready_port"),
+    ({"memory_mib": "lots"}, "vm: .*memory_mib"),
+    ({"accel": "xen"}, "vm: .*accel"),
+])
+def test_vm_dict_bad_input_is_refused(vm, match):
+    with pytest.raises(InvalidSpec, match=match):
+        apply_vm_dict(vm_params(vm=vm))
+
+
+def test_vm_dict_absent_changes_nothing():
+    p = vm_params(disk="/d.qcow2")
+    before = dict(p)
+    apply_vm_dict(p)
+    assert p == before
+
+
+def test_guest_and_placement_options_split_the_vm_options():
+    assert set(GUEST_ARGS) | set(PLACEMENT_ARGS) == set(VM_SPEC_ARGS)
+    assert not set(GUEST_ARGS) & set(PLACEMENT_ARGS) and "memory_mib" in GUEST_ARGS

@@ -310,6 +310,11 @@ def predict_ready(snap: dict[str, Any]) -> bool:
     """Would checkpoint.prepare_secondary() act? Raises where it would refuse."""
     if snap["colo"]["mode"] == "secondary":
         return False
+    if snap["run"]["status"] != "inmigrate" and snap["colo"]["last-mode"] == "secondary":
+        # A failover made this VM the running guest: it can only be protected from here now.
+        raise ColoError("this VM took over the guest after a failover and serves it now; it cannot become a secondary "
+                        "again. Protect it from this host instead: playbooks/reprotect.yml (or colo.ft.checkpoint "
+                        "state=protected here, with a new secondary readied on the other host)")
     if snap["run"]["status"] != "inmigrate":
         raise ColoError("the secondary QEMU is not waiting for an incoming migration "
                         "(start it with colo.ft.vm role=secondary)")

@@ -120,6 +120,17 @@ def test_primary_lost_then_failover_keeps_every_write_and_connection():
     crash_and_fail_over("colo-a", "colo-b", "primary_lost")
 
 
+def test_site_after_a_failover_is_refused_and_points_to_reprotect():
+    """site.yml describes the first layout; after a failover it must not start a second guest."""
+    lab_cmd("restart", "colo-a")
+    result = ansible("ansible-playbook", "playbooks/site.yml", check=False)
+    assert result.returncode != 0
+    assert "took over the guest after a failover" in result.stdout and "reprotect.yml" in result.stdout
+    modes = roles()
+    assert modes.get("colo-b") == "none" and not modes.get("colo-a"), modes  # one guest, still on colo-b
+    assert "colo.ft test guest" in http_get("/")
+
+
 def test_reprotect_makes_the_repaired_host_secondary():
     restart_and_reprotect("colo-a", "colo-b", "reprotect1")
 

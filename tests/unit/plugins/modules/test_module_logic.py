@@ -206,6 +206,9 @@ def test_predict_ready():
     assert predict_ready(snap(mode="secondary", status="running")) is False
     with pytest.raises(ColoError, match="incoming migration"):
         predict_ready(snap(status="running"))
+    # site.yml after a failover: the former secondary serves the guest; it points to reprotect.yml.
+    with pytest.raises(ColoError, match="took over the guest after a failover.*reprotect.yml"):
+        predict_ready(snap(status="running", last="secondary"))
 
 
 def test_predict_ready_refuses_broken_qemu():

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from .config import APT_MOUNT, FREEZER, GUEST_MOUNT, STATE
-from .hosts import is_mounted
+from .hosts import is_mounted, kill_cgroup
 from .image import ROOT_PACKAGES
 from .util import LabError, log, run
 
@@ -69,34 +69,6 @@ def _make_root(root: Path, layers: Path, image: Path, guest: Path) -> None:
     policy.chmod(0o755)
     _in_root(root, "apt-get", "update", "-q")
     _in_root(root, "apt-get", "install", "-q", "-y", "--no-install-recommends", *ROOT_PACKAGES)
-
-
-def _cgroup_pids(cgroup: Path) -> list[int]:
-    try:
-        return [int(pid) for pid in (cgroup / "cgroup.procs").read_text().split()]
-    except OSError:
-        return []
-
-
-def kill_cgroup(cgroup: Path) -> list[int]:
-    """Kill every process left in a chroot command's cgroup and remove it; returns their PIDs."""
-    killed: list[int] = []
-    for _attempt in range(50):
-        pids = _cgroup_pids(cgroup)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    if _cgroup_pids(cgroup):
-        raise LabError(f"{cgroup}: processes survived SIGKILL: {_cgroup_pids(cgroup)}")
-    if cgroup.exists():
-        cgroup.rmdir()
-    return sorted(set(killed))
 
 
 def remove_leftovers() -> None:

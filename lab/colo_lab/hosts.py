@@ -95,11 +95,43 @@ def nspawn_pid(host: Host) -> int | None:
     return None
 
 
-def cgroup_pids(host: Host) -> list[int]:
+def procs_of(cgroup: Path) -> list[int]:
+    """PIDs in a cgroup ([] when it is gone)."""
     try:
-        return [int(p) for p in (_cgroup(host) / "cgroup.procs").read_text().split()]
+        return [int(p) for p in (cgroup / "cgroup.procs").read_text().split()]
     except OSError:
         return []
+
+
+def cgroup_pids(host: Host) -> list[int]:
+    return procs_of(_cgroup(host))
+
+
+def kill_cgroup(cgroup: Path, thaw: bool = False) -> list[int]:
+    """SIGKILL every process of a freezer cgroup until none is left, then remove it; the PIDs killed.
+
+    thaw: the cgroup was frozen first (so that all die at one instant): a frozen process only dies once
+    thawed, so thaw after each round.
+    """
+    killed: list[int] = []
+    for _attempt in range(50):
+        pids = procs_of(cgroup)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        if thaw:
+            _set_freezer(cgroup, "THAWED")
+        time.sleep(0.1)
+    if procs_of(cgroup):
+        raise LabError(f"{cgroup}: processes survived SIGKILL: {procs_of(cgroup)}")
+    if cgroup.exists():
+        cgroup.rmdir()
+    return sorted(set(killed))
 
 
 def boot(host: Host, image: Path, guest: Path) -> None:
@@ -152,12 +184,16 @@ def ssh(host: Host, command: str, *, check: bool = True, timeout: float = 120, c
     return result
 
 
-def _freezer_state(host: Host, state: str) -> None:
-    path = _cgroup(host) / "freezer.state"
-    if not path.exists():
-        raise LabError(f"{host.name} is not running")
+def _set_freezer(cgroup: Path, state: str) -> None:
+    path = cgroup / "freezer.state"
     path.write_text(state)
-    wait_until(lambda: path.read_text().strip() == state, 10, f"{host.name} to become {state}")
+    wait_until(lambda: path.read_text().strip() == state, 10, f"{cgroup} to become {state}")
+
+
+def _freezer_state(host: Host, state: str) -> None:
+    if not (_cgroup(host) / "freezer.state").exists():
+        raise LabError(f"{host.name} is not running")
+    _set_freezer(_cgroup(host), state)
 
 
 def freeze(host: Host) -> None:
@@ -182,20 +218,7 @@ def kill_all(host: Host) -> None:
     if not _cgroup(host).exists():
         return
     _freezer_state(host, "FROZEN")
-    for _attempt in range(50):
-        pids = cgroup_pids(host)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _freezer_state(host, "THAWED")
-        time.sleep(0.1)
-    if cgroup_pids(host):
-        raise LabError(f"{host.name}: processes survived SIGKILL: {cgroup_pids(host)}")
-    _cgroup(host).rmdir()
+    kill_cgroup(_cgroup(host), thaw=True)
 
 
 def crash(host: Host) -> None:

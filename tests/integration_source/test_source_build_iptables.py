@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
-import time
 
 import pytest
 
@@ -36,32 +32,7 @@ def codename() -> str:
     return info.get("VERSION_CODENAME", "").strip('"') or "bookworm"
 
 
-def module(args: dict, check: bool = False) -> tuple[dict, float]:
-    """Run colo.ft.source_build on localhost (ansible ad-hoc); its result and the wall time."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-m", "colo.ft.source_build",
-            "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"] + (["--check"] if check else [])
-    t0 = time.monotonic()
-    res = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
-    elapsed = time.monotonic() - t0
-    out = res.stdout
-    assert "=> {" in out, out + res.stderr
-    result = json.loads(out[out.index("=> {") + 3:])
-    assert res.returncode == 0, json.dumps(result, indent=2)
-    return result, elapsed
-
-
-@pytest.fixture()
-def work():
-    # Not under pytest's tmp_path: the build user must be able to enter it.
-    d = tempfile.mkdtemp(prefix="colo-ft-source-", dir="/var/tmp")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def test_iptables_from_debian_source_with_patch_stamp_and_rebuild(work):
+def test_iptables_from_debian_source_with_patch_stamp_and_rebuild(work, run_module):
     patch = os.path.join(work, "colo-ft.patch")
     with open(patch, "w", encoding="utf-8") as f:
         f.write(PATCH.format(version="v1"))
@@ -79,11 +50,11 @@ def test_iptables_from_debian_source_with_patch_stamp_and_rebuild(work):
     }
     metrics = {}
 
-    plan, _elapsed = module(args, check=True)
+    plan, _elapsed = run_module(args, check=True)
     assert plan["changed"] and plan["reason"].startswith("no build stamp")
     assert not os.path.exists(prefix)
 
-    first, metrics["cold_build_s"] = module(args)
+    first, metrics["cold_build_s"] = run_module(args)
     assert first["changed"] and first["resolved"], first
     assert first["build_user"] == "colo-build"
     version = subprocess.run([os.path.join(prefix, "sbin/xtables-legacy-multi"), "iptables", "-V"],
@@ -97,14 +68,14 @@ def test_iptables_from_debian_source_with_patch_stamp_and_rebuild(work):
         stamp = json.load(f)
     assert stamp["digest"] == first["digest"] and stamp["resolved"] == first["resolved"]
 
-    again, metrics["rerun_s"] = module(args)
+    again, metrics["rerun_s"] = run_module(args)
     assert not again["changed"] and again["reason"].startswith("built already"), again
 
     with open(patch, "w", encoding="utf-8") as f:
         f.write(PATCH.format(version="v2"))
-    plan, _elapsed = module(args, check=True)
+    plan, _elapsed = run_module(args, check=True)
     assert plan["changed"] and plan["changed_inputs"] == ["patches"], plan
-    rebuilt, metrics["rebuild_after_patch_change_s"] = module(args)
+    rebuilt, metrics["rebuild_after_patch_change_s"] = run_module(args)
     assert rebuilt["changed"] and rebuilt["reason"] == "inputs changed: patches"
     with open(os.path.join(prefix, "share/COLO-FT-PATCH"), encoding="utf-8") as f:
         assert f.read() == "colo-ft test patch v2\n"

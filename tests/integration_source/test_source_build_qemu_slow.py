@@ -16,9 +16,6 @@ import json
 import os
 import re
 import subprocess
-import sys
-import tempfile
-import time
 
 import pytest
 
@@ -31,20 +28,6 @@ pytestmark = [
 ]
 
 
-def module(args: dict, name: str = "colo.ft.source_build") -> tuple[dict, float]:
-    """Run a colo.ft module on localhost (ansible ad-hoc); its result and the wall time."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-m", name,
-            "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
-    t0 = time.monotonic()
-    res = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=7500, check=False)
-    out = res.stdout
-    assert "=> {" in out, out + res.stderr
-    result = json.loads(out[out.index("=> {") + 3:])
-    assert res.returncode == 0, json.dumps(result, indent=2)
-    return result, time.monotonic() - t0
-
-
 def build_python(work: str) -> str:
     """A Python with meson >= 1.5 for QEMU's configure (a venv from PyPI)."""
     venv = os.path.join(work, "build-python")
@@ -54,9 +37,8 @@ def build_python(work: str) -> str:
     return os.path.join(venv, "bin", "python3")
 
 
-def test_qemu_with_replication():
-    work = os.environ.get("COLO_FT_QEMU_WORK") or tempfile.mkdtemp(prefix="colo-ft-qemu-", dir="/var/tmp")
-    os.chmod(work, 0o755)
+def test_qemu_with_replication(work, run_module):
+    work = os.environ.get("COLO_FT_QEMU_WORK") or work
     prefix = os.path.join(work, "prefix")
     args = {
         "component": "qemu",
@@ -77,7 +59,7 @@ def test_qemu_with_replication():
                                    "--disable-install-blobs"]
         args.update(apt_package="qemu", apt_version=os.environ.get("COLO_FT_QEMU_APT_VERSION", ""), apt_sources=[
             f"deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {MIRROR} {suite} main"])
-    built, cold = module(args)
+    built, cold = run_module(args)
     assert built["changed"], built
     out = subprocess.run([os.path.join(prefix, "bin/qemu-system-x86_64"), "--version"], capture_output=True, text=True,
                          check=True).stdout
@@ -86,13 +68,13 @@ def test_qemu_with_replication():
     if wanted:
         assert re.sub(r"^\d+:|^v", "", wanted).split("+")[0] in out, (wanted, out)
     # A real QEMU from the prefix answers the feature probe: everything COLO needs is compiled in.
-    info = module({"qemu_binary": os.path.join(prefix, "bin/qemu-system-x86_64")}, "colo.ft.info")[0]
+    info = run_module({"qemu_binary": os.path.join(prefix, "bin/qemu-system-x86_64")}, "colo.ft.info")[0]
     feats = info["qemu"]["features"]
     needed = ("replication", "colo_compare", "x_colo", "lost_heartbeat")
     assert feats["source"] == "probe" and all(feats[k] for k in needed), feats
     # The version policy is applied to what was built: >= 11.1 is accepted, older ones refused with the reason.
     assert info["qemu"]["supported"] == ((major, minor) >= (11, 1)), info["qemu"]
-    again, rerun = module(args)
+    again, rerun = run_module(args)
     assert not again["changed"]
     with open(os.path.join(REPO, "tests/output/source-build-qemu-metrics.json"), "w", encoding="utf-8") as f:
         json.dump({"cold_build_s": round(cold, 1), "rerun_s": round(rerun, 1), "resolved": built["resolved"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from colo_lab.ledger import LedgerError
-from colo_lab.testing import ClientLoad, ansible, recap
+from colo_lab.testing import ClientLoad
 
 from colo_bench import http, pair, stats
 from colo_bench.settings import Settings
@@ -28,14 +28,11 @@ def one_run(mode: str, index: int, settings: Settings) -> dict:
         ledger.wait_acks(20)
         crashed = pair.crash(dead)
         if runner:
-            step = runner.go()
-            step_s = step["duration_s"]
-            took_over = time.monotonic() - crashed
+            step_s = runner.go()["duration_s"]
         else:
-            result = ansible("ansible-playbook", "playbooks/failover.yml")
-            took_over = time.monotonic() - crashed
-            step_s = took_over
-            assert recap(result.stdout)[survivor]["failed"] == 0
+            step_s, counts = pair.timed_playbook("failover.yml")
+            assert counts[survivor]["failed"] == 0, counts
+        took_over = time.monotonic() - crashed
         client.wait_answers(60, after=crashed)  # ~3 s of service after the first answer (for the plot)
         ledger.wait_acks(20)
     lost = ledger.lost()

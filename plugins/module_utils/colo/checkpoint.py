@@ -404,6 +404,10 @@ def release_primary(primary: QMPClient) -> list[str]:
         primary.execute("x-colo-lost-heartbeat")
         done.append("x-colo-lost-heartbeat")
         wait_mode_none(primary)
+        # COLO mode reads "none" as soon as the heartbeat is handled, but a
+        # checkpoint that was under way (or stuck on a dead secondary) keeps the
+        # guest stopped until the COLO thread exits and resumes it.
+        wait_running(primary)
     return done
 
 
@@ -412,6 +416,17 @@ def wait_mode_none(qmp: QMPClient, timeout: float = 10.0) -> None:
     while colo_status(qmp)["mode"] != "none":
         if time.monotonic() > end:
             raise ColoError(f"QEMU still in COLO {timeout:g}s after x-colo-lost-heartbeat")
+        time.sleep(0.02)
+
+
+def wait_running(qmp: QMPClient, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while True:
+        st = qmp.execute("query-status")
+        if st["running"]:
+            return
+        if time.monotonic() > end:
+            raise ColoError(f"the guest is {st['status']} {timeout:g}s after leaving COLO, not running")
         time.sleep(0.02)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proc, proxy, replication
@@ -56,17 +55,6 @@ def move_tap(tap: str, to_bridge: str, from_bridge: str | None = None) -> list[s
     return [f"ip link set {tap} master {to_bridge} (was {now or 'no bridge'})"]
 
 
-def _wait_running(qmp: QMPClient, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while True:
-        st = qmp.execute("query-status")
-        if st["running"]:
-            return
-        if time.monotonic() > end:
-            raise ColoError(f"the guest is {st['status']} after failover, not running")
-        time.sleep(0.02)
-
-
 def primary_lost(
     secondary: QMPClient,
     tap: str | None = None,
@@ -106,7 +94,7 @@ def primary_lost(
     if tap is not None and client_bridge is not None:
         done += move_tap(tap, client_bridge, isolated_bridge)
     done += proxy.remove_secondary(secondary)
-    _wait_running(secondary)
+    checkpoint.wait_running(secondary)
     if announce and done:
         secondary.execute("announce-self", ANNOUNCE)
         done.append("announce-self")
@@ -124,7 +112,7 @@ def secondary_lost(primary: QMPClient) -> list[str]:
             f"{st['last-mode']} (not primary) and it has no replication child; nothing to release"
         )
     done = checkpoint.release_primary(primary)
-    _wait_running(primary)
+    checkpoint.wait_running(primary)
     return done
 
 

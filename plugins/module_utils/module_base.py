@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, failover, replication
 from ansible_collections.colo.ft.plugins.module_utils.colo import proxy as colo_proxy
@@ -27,6 +26,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoErr
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher, read_record
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec
+from ansible_collections.colo.ft.plugins.module_utils.dict_options import validated_subset
 
 # Module option -> VMSpec field, where the names differ.
 OPTION_TO_FIELD = {
@@ -103,20 +103,14 @@ def apply_vm_dict(params: dict[str, Any]) -> None:
     Guest options cannot be given both ways (mutually_exclusive); a placement option given directly wins
     over the same key in vm. InvalidSpec on an unknown key, a bad value or another name.
     """
-    vm = dict(params.get("vm") or {})
+    vm = params.get("vm") or {}
     if not vm:
         return
-    name = vm.pop("name", params["name"])
+    checked = validated_subset(vm, {"name": {"type": "str"}, **VM_SPEC_ARGS}, "vm")
+    name = checked.pop("name", params["name"])
     if name != params["name"]:
         raise InvalidSpec(f"vm.name {name!r} differs from name {params['name']!r}")
-    unknown = sorted(set(vm) - set(VM_SPEC_ARGS))
-    if unknown:
-        raise InvalidSpec(f"vm has unknown keys {', '.join(unknown)}; it takes name and this module's VM options "
-                          f"({', '.join(sorted(VM_SPEC_ARGS))})")
-    result = ArgumentSpecValidator({k: VM_SPEC_ARGS[k] for k in vm}).validate(vm)
-    if result.error_messages:
-        raise InvalidSpec("vm: " + "; ".join(result.error_messages))
-    for key, value in result.validated_parameters.items():
+    for key, value in checked.items():
         if key in PLACEMENT_ARGS and params.get(key) is not None:
             continue
         params[key] = value
@@ -150,40 +144,6 @@ def spec_summary(spec: VMSpec | None, role: str | None) -> dict[str, Any]:
 
 
 # -- check-mode predictions (pure) -------------------------------------------------------
-
-
-def predict_start(spec: VMSpec, role: str, running: bool, answered_name: str | None,
-                  record: dict[str, Any] | None, argv_now: list[str] | None,
-                  argv_wanted: list[str]) -> bool:
-    """Would launcher.start() change anything? Raises LaunchError where start() would refuse.
-
-    Mirrors Launcher._check_existing without its clean-up of stale files.
-    """
-    if answered_name is not None:
-        if answered_name != spec.name:
-            raise LaunchError(f"a different VM ({answered_name!r}) answers on {spec.qmp_path}; "
-                              f"refusing to start {spec.name!r} there")
-        record = record or {}
-        same_record = record.get("role") == role and record.get("spec") == spec.to_dict()
-        if same_record or (argv_now is not None and argv_now == argv_wanted):
-            return False
-        raise LaunchError(f"VM {spec.name} is already running with another configuration "
-                          f"({record_differences(record, spec, role)}); stop it first")
-    if running:
-        raise LaunchError(f"VM {spec.name}: a QEMU process exists but its QMP socket {spec.qmp_path} "
-                          "does not answer; not starting a second one (stop it first)")
-    return True
-
-
-def record_differences(record: dict[str, Any], spec: VMSpec, role: str) -> str:
-    diffs = []
-    if record.get("role") != role:
-        diffs.append(f"role {record.get('role')} (asked {role})")
-    old = record.get("spec") or {}
-    for key, value in spec.to_dict().items():
-        if key in old and old[key] != value:
-            diffs.append(f"{key} {old[key]!r} (asked {value!r})")
-    return "; ".join(diffs) or "its command line differs and no matching spec.json was recorded"
 
 
 def image_problems(spec: VMSpec, role: str, exists=os.path.exists, isdir=os.path.isdir,

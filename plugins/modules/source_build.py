@@ -132,6 +132,14 @@ options:
     description: Seconds each command may take.
     type: int
     default: 14400
+  overrides:
+    description:
+      - More of this module's options as one dict, e.g. an inventory variable (the C(colo_host_*_build_options)
+        of the C(colo.ft.colo_host) role); checked like the options themselves.
+      - A key here wins over the same option given directly. A source here (O(git), O(tarball) or O(apt_package))
+        replaces the source given directly, with its O(ref), O(tarball_sha256) and C(apt_*) options.
+    type: dict
+    default: {}
 notes:
   - Needs C(git), C(tar), C(patch) and the component's own build dependencies on the managed host; C(apt-get source)
     needs C(dpkg-dev).
@@ -236,8 +244,15 @@ elapsed_s:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.validation import (
+    check_mutually_exclusive,
+    check_required_by,
+    check_required_one_of,
+)
 
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec
 from ansible_collections.colo.ft.plugins.module_utils.colo.source_build import BuildError, Builder, BuildSpec, Source
+from ansible_collections.colo.ft.plugins.module_utils.dict_options import validated_subset
 
 ARGUMENT_SPEC = {
     "component": {"type": "str", "required": True},
@@ -264,7 +279,32 @@ ARGUMENT_SPEC = {
     "creates": {"type": "list", "elements": "str", "default": []},
     "force": {"type": "bool", "default": False},
     "timeout": {"type": "int", "default": 14400},
+    "overrides": {"type": "dict", "default": {}},
 }
+SOURCES = ("git", "tarball", "apt_package")
+# A source given in overrides replaces these (they describe the source given directly).
+SOURCE_OPTIONS = ("git", "ref", "git_depth", "tarball", "tarball_sha256", "apt_package", "apt_version", "apt_sources")
+MUTUALLY_EXCLUSIVE = [SOURCES]
+REQUIRED_ONE_OF = [SOURCES]
+REQUIRED_BY = {"git": ("ref",), "tarball_sha256": ("tarball",)}
+
+
+def apply_overrides(params: dict) -> None:
+    """Merge params["overrides"] into params, then check the rules between options (after the merge,
+    as a source may come from either side). InvalidSpec on a bad key, value or combination."""
+    spec = {k: v for k, v in ARGUMENT_SPEC.items() if k != "overrides"}
+    over = validated_subset(params.get("overrides") or {}, spec, "overrides")
+    if any(over.get(k) for k in SOURCES):
+        for key in SOURCE_OPTIONS:
+            params[key] = ARGUMENT_SPEC[key].get("default")
+    params.update(over)
+    given = {k: v for k, v in params.items() if v is not None and v != ""}
+    try:
+        check_mutually_exclusive(MUTUALLY_EXCLUSIVE, given)
+        check_required_one_of(REQUIRED_ONE_OF, given)
+        check_required_by(REQUIRED_BY, given)
+    except TypeError as exc:
+        raise InvalidSpec(str(exc)) from None
 
 
 def spec_from_params(p: dict) -> BuildSpec:
@@ -288,10 +328,12 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
-        mutually_exclusive=[("git", "tarball", "apt_package")],
-        required_one_of=[("git", "tarball", "apt_package")],
-        required_by={"git": ("ref",), "tarball_sha256": ("tarball",)},
     )
+    try:
+        apply_overrides(module.params)
+    except InvalidSpec as exc:
+        module.fail_json(msg=str(exc))
+        return
     spec = spec_from_params(module.params)
     base = {"component": spec.component, "stamp_file": spec.stamp_file, "log_file": spec.log_path,
             "source_dir": spec.source_dir}

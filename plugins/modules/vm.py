@@ -181,41 +181,21 @@ qemu:
       elements: str
 """
 
-import os
 import time
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import guard
-from ansible_collections.colo.ft.plugins.module_utils.colo.errors import LaunchError, QMPConnectionError, QMPTimeout
-from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import find_qemu_pids, read_cmdline, read_record
-from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import LaunchError
+from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import read_record
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, qemu_argv
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     ColoModule,
     image_problems,
-    predict_start,
     GUEST_ARGS,
     apply_vm_dict,
     spec_from_params,
     spec_summary,
     stub_spec,
 )
-
-
-def _answered_name(module: ColoModule, spec: VMSpec, pid: int | None) -> str | None:
-    """Name the QEMU on the VM's QMP socket reports, or None if nothing answers."""
-    if not os.path.exists(spec.qmp_path):
-        return None
-    try:
-        with QMPClient(spec.qmp_path, timeout=module.launcher.qmp_timeout) as qmp:
-            return qmp.execute("query-name").get("name")
-    except QMPTimeout:
-        if pid is not None or find_qemu_pids(spec):
-            raise LaunchError(
-                f"VM {spec.name}: QEMU (pid {pid}) runs but {spec.qmp_path} does not answer "
-                "(another QMP client is connected, or QEMU hangs); not starting a second one") from None
-        return None
-    except QMPConnectionError:
-        return None
 
 
 def _vm_info(module: ColoModule, spec: VMSpec, role: str | None) -> dict:
@@ -241,14 +221,12 @@ def started(module: ColoModule) -> dict:
     if problems:
         raise LaunchError(f"cannot start VM {spec.name}: " + "; ".join(problems))
 
-    record = read_record(spec)
-    st = module.launcher.status(spec)
-    name = _answered_name(module, spec, st.pid)
     wanted = qemu_argv(spec, role, daemonize=not module.launcher.use_systemd, proxy=False)
-    changed = predict_start(spec, role, st.running, name, record,
-                            read_cmdline(st.pid) if st.pid else None, wanted)
+    already, _pid = module.launcher.plan_start(spec, role, wanted)
+    changed = not already
     result: dict = {"changed": changed, "elapsed_s": 0.0}
-    before = spec_summary(VMSpec.from_dict(record["spec"]), record.get("role")) if name and record else {}
+    record = read_record(spec) if already else None
+    before = spec_summary(VMSpec.from_dict(record["spec"]), record.get("role")) if record else {}
     result["diff"] = {"before": before, "after": spec_summary(spec, role)}
 
     if changed and role in ("primary", "secondary"):

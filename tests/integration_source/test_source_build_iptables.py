@@ -32,7 +32,7 @@ def codename() -> str:
     return info.get("VERSION_CODENAME", "").strip('"') or "bookworm"
 
 
-def test_iptables_from_debian_source_with_patch_stamp_and_rebuild(work, run_module):
+def test_iptables_from_debian_source_with_patch_stamp_and_rebuild(work, run_module, run_playbook):
     patch = os.path.join(work, "colo-ft.patch")
     with open(patch, "w", encoding="utf-8") as f:
         f.write(PATCH.format(version="v1"))
@@ -42,6 +42,7 @@ def test_iptables_from_debian_source_with_patch_stamp_and_rebuild(work, run_modu
         "apt_package": "iptables",
         "apt_sources": [f"deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {MIRROR} {codename()} main"],
         "patches": [patch],
+        "configure_command": './configure --prefix="$PREFIX"',
         "configure_flags": ["--disable-nftables"],
         "install_command": 'make install && install -m 0644 COLO-FT-PATCH "$PREFIX/share/COLO-FT-PATCH"',
         "prefix": prefix,
@@ -79,6 +80,23 @@ def test_iptables_from_debian_source_with_patch_stamp_and_rebuild(work, run_modu
     assert rebuilt["changed"] and rebuilt["reason"] == "inputs changed: patches"
     with open(os.path.join(prefix, "share/COLO-FT-PATCH"), encoding="utf-8") as f:
         assert f.read() == "colo-ft test patch v2\n"
+
+    # The same inputs through the colo_host role: its variables plus colo_host_iptables_build_options, whose
+    # Debian source replaces the role's default git source. Nothing to build; no templated task args.
+    role_vars = {
+        "colo_host_iptables_build_packages": [],
+        "colo_host_iptables_configure_command": args["configure_command"],
+        "colo_host_iptables_configure_flags": args["configure_flags"],
+        "colo_host_iptables_patches": args["patches"],
+        "colo_host_iptables_prefix": prefix,
+        "colo_host_source_work_dir": args["work_dir"],
+        "colo_host_iptables_build_options": {k: args[k] for k in ("apt_package", "apt_sources", "install_command",
+                                                                  "creates")},
+    }
+    for check in (True, False):
+        out = run_playbook("colo_host_source_iptables.yml", role_vars, check=check)
+        assert "changed=0" in out and "failed=0" in out, out
+        assert "template for task args" not in out, out
 
     metrics = {k: round(v, 1) for k, v in metrics.items()}
     metrics["resolved"] = first["resolved"]

@@ -266,10 +266,11 @@ class Launcher:
             raise InvalidSpec(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         spec.validate(role)
         argv = qemu_argv(spec, role, paused=paused, daemonize=not self.use_systemd, proxy=proxy)
-        running, pid = self._check_existing(spec, role, argv)
+        running, pid = self.plan_start(spec, role, argv)
         if running:
             return StartResult(False, spec.name, role, pid, self.manager, spec.qmp_path,
                                f"VM {spec.name} is already running as {role}", time.monotonic() - t0, argv)
+        self._cleanup(spec)  # stale socket, pidfile or unit of a VM that is gone
 
         _check_ports_free(spec, role)
         self._prepare_state_dir(spec)
@@ -288,40 +289,30 @@ class Launcher:
         return StartResult(True, spec.name, role, pid, self.manager, spec.qmp_path,
                            f"started VM {spec.name} as {role}", time.monotonic() - t0, argv)
 
-    def _check_existing(self, spec: VMSpec, role: str, argv: list[str]) -> tuple[bool, int | None]:
-        """(True, pid) if the same VM already runs; raise if something else is there;
-        else clean up stale files and return (False, None)."""
+    def plan_start(self, spec: VMSpec, role: str, argv: list[str]) -> tuple[bool, int | None]:
+        """(True, pid) if this VM already runs as asked, (False, None) if nothing runs on its state
+        directory; LaunchError if something else is there. Changes nothing (check mode uses it)."""
         pid = self._find_pid(spec)
-        name = None
-        answered = False
-        if os.path.exists(spec.qmp_path):
-            try:
-                with QMPClient(spec.qmp_path, timeout=self.qmp_timeout) as qmp:
-                    name = qmp.execute("query-name").get("name")
-                    answered = True
-            except QMPTimeout:
-                if pid is not None or find_qemu_pids(spec):
-                    raise LaunchError(
-                        f"VM {spec.name}: QEMU (pid {pid}) runs but {spec.qmp_path} does not answer "
-                        "(another QMP client is connected, or QEMU hangs); not starting a second one") from None
-            except QMPConnectionError:
-                pass
-        if answered:
-            if name != spec.name:
+        name = self._answered_name(spec, pid)
+        record = read_record(spec) if name is not None else None
+        already = existing_verdict(spec, role, name, pid, record, read_cmdline(pid) if pid else None, argv)
+        return already, pid if already else None
+
+    def _answered_name(self, spec: VMSpec, pid: int | None) -> str | None:
+        """Name the QEMU on the VM's QMP socket reports, or None if nothing answers."""
+        if not os.path.exists(spec.qmp_path):
+            return None
+        try:
+            with QMPClient(spec.qmp_path, timeout=self.qmp_timeout) as qmp:
+                return qmp.execute("query-name").get("name")
+        except QMPTimeout:
+            if pid is not None or find_qemu_pids(spec):
                 raise LaunchError(
-                    f"a different VM ({name!r}) answers on {spec.qmp_path}; refusing to start {spec.name!r} there")
-            record = read_record(spec) or {}
-            argv_matches = pid is not None and same_argv(read_cmdline(pid), argv)
-            same_record = record.get("role") == role and record.get("spec") == spec.to_dict()
-            if argv_matches or same_record:
-                return True, pid
-            raise LaunchError(f"VM {spec.name} is already running with another configuration "
-                              f"({_differences(record, spec, role)}); stop it first")
-        if pid is not None:
-            raise LaunchError(f"VM {spec.name}: QEMU pid {pid} exists but its QMP socket {spec.qmp_path} "
-                              "does not answer; not starting a second one (stop it first)")
-        self._cleanup(spec)
-        return False, None
+                    f"VM {spec.name}: QEMU (pid {pid}) runs but {spec.qmp_path} does not answer "
+                    "(another QMP client is connected, or QEMU hangs); not starting a second one") from None
+            return None
+        except QMPConnectionError:
+            return None
 
     def _prepare_state_dir(self, spec: VMSpec) -> None:
         os.makedirs(spec.state_root, mode=0o700, exist_ok=True)
@@ -503,6 +494,27 @@ def _check_ports_free(spec: VMSpec, role: str) -> None:
     if busy:
         raise LaunchError(f"cannot start VM {spec.name} as {role}: {', '.join(busy)}; the port is in use by another "
                           "program or VM: pick other ports (port_base) or stop it")
+
+
+def existing_verdict(spec: VMSpec, role: str, answered_name: str | None, pid: int | None,
+                     record: dict[str, Any] | None, argv_now: list[str] | None, argv: list[str]) -> bool:
+    """What is on spec's state directory, from what was found there: True if this VM already runs
+    as asked (QMP name matches and the process argv or the recorded spec and role match), False
+    if nothing runs; LaunchError for another VM, another configuration or a mute QEMU."""
+    if answered_name is not None:
+        if answered_name != spec.name:
+            raise LaunchError(f"a different VM ({answered_name!r}) answers on {spec.qmp_path}; "
+                              f"refusing to start {spec.name!r} there")
+        record = record or {}
+        same_record = record.get("role") == role and record.get("spec") == spec.to_dict()
+        if same_record or same_argv(argv_now, argv):
+            return True
+        raise LaunchError(f"VM {spec.name} is already running with another configuration "
+                          f"({_differences(record, spec, role)}); stop it first")
+    if pid is not None:
+        raise LaunchError(f"VM {spec.name}: QEMU pid {pid} exists but its QMP socket {spec.qmp_path} "
+                          "does not answer; not starting a second one (stop it first)")
+    return False
 
 
 def _differences(record: dict[str, Any], spec: VMSpec, role: str) -> str:

@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import failover
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, InvalidSpec, LaunchError
+from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import existing_verdict
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, qemu_argv
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMMON_ARGS,
@@ -25,7 +26,6 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     predict_ready,
     predict_release,
     predict_replication,
-    predict_start,
     spec_from_params,
     spec_summary,
     stub_spec,
@@ -137,7 +137,7 @@ def test_image_problems_overlay_dir_not_writable(tmp_path):
     assert image_problems(spec, "primary") == []
 
 
-# -- vm: start prediction --------------------------------------------------------------------
+# -- vm: what is on the state directory before a start ------------------------------------
 
 
 def _start_case(record_role="primary", **kw):
@@ -147,32 +147,34 @@ def _start_case(record_role="primary", **kw):
     return spec, want, record
 
 
-def test_predict_start_not_running():
+def test_verdict_nothing_running():
     spec, want, dummy = _start_case()
-    assert predict_start(spec, "primary", False, None, None, None, want) is True
+    assert existing_verdict(spec, "primary", None, None, None, None, want) is False
 
 
-def test_predict_start_same_vm():
+def test_verdict_same_vm():
     spec, want, record = _start_case()
-    assert predict_start(spec, "primary", True, "guest1", record, None, want) is False
-    assert predict_start(spec, "primary", True, "guest1", None, want, want) is False  # argv matches
+    assert existing_verdict(spec, "primary", "guest1", 42, record, None, want) is True
+    assert existing_verdict(spec, "primary", "guest1", 42, None, want, want) is True  # argv matches
+    # systemd-run execs QEMU by its absolute path: argv[0] may differ
+    assert existing_verdict(spec, "primary", "guest1", 42, None, ["/usr/bin/" + want[0]] + want[1:], want) is True
 
 
-def test_predict_start_refuses_other_configuration():
+def test_verdict_refuses_other_configuration():
     spec, want, record = _start_case()
     other = spec_from_params(params(forward_address="10.0.0.1", memory_mib=512))
     with pytest.raises(LaunchError, match="memory_mib 256 .asked 512"):
-        predict_start(other, "primary", True, "guest1", record, want, qemu_argv(other, "primary", daemonize=True))
+        existing_verdict(other, "primary", "guest1", 42, record, want, qemu_argv(other, "primary", daemonize=True))
     with pytest.raises(LaunchError, match="role primary .asked secondary"):
-        predict_start(spec, "secondary", True, "guest1", record, want, qemu_argv(spec, "secondary", daemonize=True))
+        existing_verdict(spec, "secondary", "guest1", 42, record, want, qemu_argv(spec, "secondary", daemonize=True))
 
 
-def test_predict_start_refuses_other_vm_and_mute_process():
+def test_verdict_refuses_other_vm_and_mute_process():
     spec, want, record = _start_case()
     with pytest.raises(LaunchError, match="different VM"):
-        predict_start(spec, "primary", True, "other", record, None, want)
+        existing_verdict(spec, "primary", "other", 42, record, None, want)
     with pytest.raises(LaunchError, match="does not answer"):
-        predict_start(spec, "primary", True, None, record, None, want)
+        existing_verdict(spec, "primary", None, 42, record, None, want)
 
 
 # -- checkpoint / failover / replication / proxy predictions ----------------------------------

@@ -22,6 +22,8 @@ description:
   - V(failover) takes over with the Xen tools on the survivor. O(lost=primary) (on the secondary) renames the
     received domain C(<name>--incoming) to C(<name>) and unpauses it; O(lost=secondary) (on the primary) stops the
     domain's C(xl remus) and unpauses the domain if it is paused.
+  - V(stopped) stops the guests on this host - each domain's C(xl remus), then C(xl destroy) of the domain and of a
+    received C(<name>--incoming); C(playbooks/failover.yml) uses it to fence a host given up while it still answers.
 author:
   - colo.ft maintainers (@colo-ft)
 extends_documentation_fragment:
@@ -35,7 +37,7 @@ options:
   state:
     description: Which step to run (see the description).
     type: str
-    choices: [ready, protected, failover]
+    choices: [ready, protected, failover, stopped]
     required: true
   lost:
     description: With O(state=failover), the side that was lost.
@@ -128,7 +130,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoErr
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "state": {"type": "str", "required": True, "choices": ["ready", "protected", "failover"]},
+            "state": {"type": "str", "required": True, "choices": ["ready", "protected", "failover", "stopped"]},
             "lost": {"type": "str", "choices": ["primary", "secondary"]},
             "vms": {"type": "list", "elements": "dict", "required": True},
             "config_dir": {"type": "path", "default": "/etc/xen/colo-ft"},
@@ -153,9 +155,12 @@ def main() -> None:
         elif p["state"] == "protected":
             st = xen_colo.read_state(vms, "primary", xl=p["xl"])
             cmds = xen_colo.plan_primary(vms, st, p["forward_nic"], p["secondary_address"], p["xl"], p["log_dir"])
-        else:
+        elif p["state"] == "failover":
             st = xen_colo.read_state(vms, "failover", xl=p["xl"])
             cmds = xen_colo.plan_failover(p["lost"], vms, st, p["xl"])
+        else:
+            st = xen_colo.read_state(vms, "stopped", xl=p["xl"])
+            cmds = xen_colo.plan_stop(vms, st, p["xl"])
         if not module.check_mode:
             xen_colo.run(cmds)
     except ColoError as exc:

@@ -2,8 +2,9 @@
 
 One scenario, in order (the lab is a single pair of hosts):
 site.yml protects the guest -> rerun and check mode change nothing -> colo-a (primary) crashes,
-failover.yml -> reprotect.yml (colo-b primary) -> colo-a (now secondary) crashes, failover.yml ->
-reprotect.yml -> colo-b (primary) crashes, failover.yml: colo-a serves again.
+failover.yml -> site.yml and a failover.yml naming the survivor dead are refused -> reprotect.yml
+(colo-b primary) -> colo-a (now secondary) crashes, failover.yml -> reprotect.yml -> colo-b (primary)
+crashes, failover.yml: colo-a serves again.
 Throughout, a client writes ledger records and holds an idle TCP connection open: no acknowledged
 record may be lost and the held connection must still work after each failover.
 """
@@ -128,6 +129,16 @@ def test_site_after_a_failover_is_refused_and_points_to_reprotect():
     assert "took over the guest after a failover" in result.stdout and "reprotect.yml" in result.stdout
     modes = roles()
     assert modes.get("colo-b") == "none" and not modes.get("colo-a"), modes  # one guest, still on colo-b
+    assert "colo.ft test guest" in http_get("/")
+
+
+def test_failover_naming_the_only_host_that_runs_the_guest_dead_is_refused():
+    """Both hosts answer and the operator names the wrong one: nothing is fenced, the guest keeps running."""
+    result = ansible("ansible-playbook", "playbooks/failover.yml", "-e", "colo_failover_dead=colo-b", check=False)
+    assert result.returncode != 0
+    assert "not fencing colo-b: guest0 does not run on colo-a" in " ".join(result.stdout.split()), result.stdout[-3000:]
+    modes = roles()
+    assert modes.get("colo-b") == "none" and not modes.get("colo-a"), modes
     assert "colo.ft test guest" in http_get("/")
 
 

@@ -6,7 +6,7 @@ config whose disk carries the COLO block-replication keys and whose vif names th
 colo-proxy's kernel modules (xen_proxy.py plans their modprobe). The secondary needs the active and hidden
 overlays of each disk on a ramfs, sized from the base image.
 
-plan_secondary(), plan_primary() and plan_failover() are pure: they take a HostState snapshot and return
+plan_secondary(), plan_primary(), plan_failover() and plan_stop() are pure: they take a HostState snapshot and return
 the commands still needed, in order ([] when all is in place). read_state() takes the snapshot on the host
 and run() executes a plan; the module colo.ft.xen_colo is a thin layer over them.
 """
@@ -203,6 +203,19 @@ def plan_failover(lost: str, vms: list[XenVM], st: HostState, xl: str = "xl") ->
             flags = st.domains[name]
         if "p" in flags:
             cmds.append(Command((xl, "unpause", name), f"{name}: run the guest"))
+    return cmds
+
+
+def plan_stop(vms: list[XenVM], st: HostState, xl: str = "xl") -> list[Command]:
+    """Stop the guests on this host (fencing a host given up by failover): each domain's `xl remus`
+    is stopped, then the domain and a received "<name>--incoming" are destroyed."""
+    cmds: list[Command] = []
+    for v in vms:
+        for pid in st.remus.get(v.name, ()):
+            cmds.append(Command(("kill", "-TERM", str(pid)), f"{v.name}: stop xl remus (pid {pid})"))
+        for name in (v.name, v.name + INCOMING_SUFFIX):
+            if name in st.domains:
+                cmds.append(Command((xl, "destroy", name), f"{v.name}: no guest may run here any more"))
     return cmds
 
 

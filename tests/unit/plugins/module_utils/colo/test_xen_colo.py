@@ -110,6 +110,15 @@ def test_failover_on_the_primary():
     assert xc.plan_failover("secondary", [vm()], st) == []
 
 
+def test_stop_fences_every_domain_of_the_guest():
+    st = xc.HostState(kernel=KernelState("6.1.0"), domains={"hvm_nopv_colo": "r-----", "other": "r-----"},
+                      remus={"hvm_nopv_colo": (100,)})
+    assert cmds(xc.plan_stop([vm()], st)) == ["kill -TERM 100", "xl destroy hvm_nopv_colo"]
+    st = xc.HostState(kernel=KernelState("6.1.0"), domains={"hvm_nopv_colo--incoming": "--p---"})
+    assert cmds(xc.plan_stop([vm()], st)) == ["xl destroy hvm_nopv_colo--incoming"]
+    assert xc.plan_stop([vm()], xc.HostState(kernel=KernelState("6.1.0"), domains={"other": "r-----"})) == []
+
+
 def test_parsers():
     text = ("Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
             "Domain-0                                     0  1024     2     r-----      12.3\n"

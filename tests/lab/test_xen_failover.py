@@ -78,10 +78,11 @@ def test_secondary_given_up_primary_runs_alone(fake_xl):
     assert domains("colo-a") == {VM: "-b----"} and domains("colo-b") == {}
 
 
-def test_a_host_without_the_guest_refuses_to_take_over(fake_xl):
+def test_a_survivor_without_the_guest_stops_before_anything_is_fenced(fake_xl):
     set_domains("colo-a", {VM: "-b----"})
     set_domains("colo-b", {})
     out = ansible("ansible-playbook", "playbooks/failover.yml", "-e", "colo_backend=xen",
                   "-e", "colo_failover_dead=colo-a", check=False)
     assert out.returncode != 0
     assert f"no domain {VM} or {VM}--incoming on this host" in out.stdout, out.stdout[-3000:]
+    assert calls("colo-a") == [] and domains("colo-a") == {VM: "-b----"}  # nothing fenced

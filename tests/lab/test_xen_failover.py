@@ -1,6 +1,6 @@
 """playbooks/failover.yml with colo_backend=xen: the Xen tools' commands on each side.
 
-The lab hosts have no hypervisor, so `xl` is a stand-in (tests/lab/files/fake-xl) that keeps a domain
+The lab hosts have no hypervisor, so `xl` is a stand-in (tests/lab/files/fake_xl.py) that keeps a domain
 list and logs every call; the playbook, the roles' xen_failover.yml and colo.ft.xen_colo run for real.
 Both hosts answer, so colo_failover_dead names the host given up: it is fenced (its domains destroyed)
 and the other takes over. The QEMU pair of the other lab tests is not touched.
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.usefixtures("lab")
 VM = "guest0"  # the lab inventory's colo_vms entry
 XL = "/usr/local/sbin/xl"
 DIR = "/var/lib/colo-ft-fake-xl"
-with open(__file__.rsplit("/", 1)[0] + "/files/fake-xl", encoding="utf-8") as _f:
-    FAKE_XL = _f.read()
+with open(__file__.rsplit("/", 1)[0] + "/files/fake_xl.py", encoding="utf-8") as _f:
+    FAKE_XL = "#!/usr/bin/python3\n" + _f.read()
 
 
 def set_domains(host: str, domains: dict) -> None:

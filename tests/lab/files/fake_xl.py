@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """A stand-in for Xen's `xl` on the lab hosts, which have no hypervisor (tests/lab/test_xen_failover.py).
 
 It keeps the domains ({name: xl list state flags}) in a JSON file, answers `xl list` in xl's format and

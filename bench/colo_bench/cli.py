@@ -52,6 +52,16 @@ def _load_existing(out: Path) -> dict[str, dict]:
     return found
 
 
+def _earlier_sections(out: Path, rerun: list[str]) -> dict[str, dict]:
+    """run.json's entries of the sections --only does not rerun, each with the commit it was measured at."""
+    path = out / "run.json"
+    if not path.exists():
+        return {}
+    before = json.loads(path.read_text())
+    return {name: {"commit": before.get("commit", "?"), **entry}
+            for name, entry in before.get("sections", {}).items() if name not in rerun}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     p.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
@@ -69,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     results = _load_existing(out) if args.only else {}
+    earlier = _earlier_sections(out, wanted) if args.only else {}
     lab_cmd("build")
     started = time.monotonic()
     run = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "quick": args.quick, "settings": settings.to_dict(), "commit": _commit(), "machine": report.machine(),
-           "sections": {}}
+           "sections": earlier}
     failed = []
     for name in wanted:
         print(f"bench: {name} ...", flush=True)
@@ -83,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # one section failing must not lose the others' results
             traceback.print_exc()
             failed.append(name)
-            run["sections"][name] = {"wall_s": round(time.monotonic() - t0, 1), "ok": False}
+            run["sections"][name] = {"wall_s": round(time.monotonic() - t0, 1), "ok": False, "commit": run["commit"]}
             continue
-        run["sections"][name] = {"wall_s": round(time.monotonic() - t0, 1), "ok": True}
+        run["sections"][name] = {"wall_s": round(time.monotonic() - t0, 1), "ok": True, "commit": run["commit"]}
         _write(out / f"{name}.json", results[name])
         print(f"bench: {name} done in {time.monotonic() - t0:.0f} s", flush=True)
     run["lab"] = _lab_facts()

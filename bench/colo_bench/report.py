@@ -121,11 +121,23 @@ TABLES = {"failover": failover_table, "cost": cost_table, "checkpoints": checkpo
           "deploy": deploy_table, "soak": soak_table}
 
 
+def _provenance(results: dict[str, dict], run: dict) -> str:
+    """The commit the numbers come from; per section when `--only` reran some of them later."""
+    by_commit: dict[str, list[str]] = {}
+    for name in TABLES:
+        if name in results:
+            commit = run.get("sections", {}).get(name, {}).get("commit", run.get("commit", "?"))
+            by_commit.setdefault(commit, []).append(name)
+    if len(by_commit) <= 1:
+        return f"commit {run.get('commit', '?')}, {_num(run['wall_s'] / 60, 0)} min"
+    return "; ".join(f"{', '.join(names)} at commit {commit}" for commit, names in by_commit.items())
+
+
 def render(results: dict[str, dict], run: dict) -> str:
     m = run["machine"]
     lab = run.get("lab", {})
     lines = [f"Measured {run['finished'][:10]} with `bench/run{' --quick' if run.get('quick') else ''}` "
-             f"(commit {run.get('commit', '?')}, {_num(run['wall_s'] / 60, 0)} min): {m['cpu']}, {m['cores']} cores, "
+             f"({_provenance(results, run)}): {m['cpu']}, {m['cores']} cores, "
              f"{_num(m['memory_gib'], 0)} GiB, {m['os']}, kernel {m['kernel']}; lab hosts Debian 13 with QEMU "
              f"{lab.get('qemu_version', '?')}, guest under TCG ({lab.get('guest', 'lab test guest')}).", ""]
     for name, table in TABLES.items():

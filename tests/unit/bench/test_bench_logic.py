@@ -69,6 +69,14 @@ def test_render_tables():
     assert f"]({report.PLOT})" in text
 
 
+def test_render_names_the_commit_of_each_section_after_a_partial_rerun():
+    results, run = _results()
+    run["sections"] = {"deploy": {"commit": "abc1234"}, "failover": {"commit": "def5678"}}
+    text = report.render(results, run)
+    assert text.startswith("Measured 2026-11-28 with `bench/run` (failover at commit def5678; deploy at commit "
+                           "abc1234): CPU X"), text.splitlines()[0]
+
+
 def test_median_run_picks_the_middle_outage():
     results, _run = _results()
     assert report.median_run(results["failover"]["runs"], "playbook")["outage_s"] == 10.0

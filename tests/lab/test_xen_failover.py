@@ -35,10 +35,9 @@ def calls(host: str) -> list[str]:
     return [c for c in on_host(host, f"cat {DIR}/calls").stdout.splitlines() if c and c != "list"]
 
 
-def failover(dead: str, *extra: str) -> dict:
-    out = ansible("ansible-playbook", "playbooks/failover.yml", "-e", "colo_backend=xen",
-                  "-e", f"colo_failover_dead={dead}", *extra).stdout
-    return recap(out)
+def failover(dead: str, *extra: str, check: bool = True):
+    return ansible("ansible-playbook", "playbooks/failover.yml", "-e", "colo_backend=xen",
+                   "-e", f"colo_failover_dead={dead}", *extra, check=check)
 
 
 @pytest.fixture
@@ -54,17 +53,17 @@ def test_primary_given_up_secondary_takes_over(fake_xl):
     set_domains("colo-a", {VM: "-b----"})
     set_domains("colo-b", {VM + "--incoming": "--p---"})
 
-    counts = failover("colo-a", "--check")
+    counts = recap(failover("colo-a", "--check").stdout)
     assert counts["colo-a"]["changed"] == 1 and counts["colo-b"]["changed"] == 1, counts
     assert calls("colo-a") == [] and calls("colo-b") == []  # check mode ran nothing
 
-    counts = failover("colo-a")
+    counts = recap(failover("colo-a").stdout)
     assert calls("colo-a") == [f"destroy {VM}"]
     assert calls("colo-b") == [f"rename {VM}--incoming {VM}", f"unpause {VM}"]
     assert domains("colo-a") == {} and domains("colo-b") == {VM: "-b----"}
     assert counts["colo-a"]["changed"] == 1 and counts["colo-b"]["changed"] == 1, counts
 
-    counts = failover("colo-a")  # again: nothing left to do
+    counts = recap(failover("colo-a").stdout)  # again: nothing left to do
     assert counts["colo-a"]["changed"] == 0 and counts["colo-b"]["changed"] == 0, counts
     assert len(calls("colo-b")) == 2
 
@@ -81,8 +80,7 @@ def test_secondary_given_up_primary_runs_alone(fake_xl):
 def test_a_survivor_without_the_guest_stops_before_anything_is_fenced(fake_xl):
     set_domains("colo-a", {VM: "-b----"})
     set_domains("colo-b", {})
-    out = ansible("ansible-playbook", "playbooks/failover.yml", "-e", "colo_backend=xen",
-                  "-e", "colo_failover_dead=colo-a", check=False)
+    out = failover("colo-a", check=False)
     assert out.returncode != 0
     assert f"no domain {VM} or {VM}--incoming on this host" in out.stdout, out.stdout[-3000:]
     assert calls("colo-a") == [] and domains("colo-a") == {VM: "-b----"}  # nothing fenced

@@ -143,6 +143,19 @@ options:
   hidden_disk:
     description: Secondary only. The hidden overlay; default C(hidden.qcow2) in the VM's state directory.
     type: path
+  checkpoint_delay_ms:
+    description:
+      - Milliseconds between periodic checkpoints (C(x-checkpoint-delay); QEMU's own default is 20000), 1 to
+        3600000. A COLO setting of the VM, recorded with it on both hosts, so a re-protection after a failover
+        uses it too.
+      - Changing it on a running VM does not restart the VM: the record is updated (changed) and
+        M(colo.ft.checkpoint) O(colo.ft.checkpoint#module:state=protected) applies it to the protected pair.
+    type: int
+    default: 2000
+  reconnect_ms:
+    description: Milliseconds between the secondary's attempts to reconnect its redirectors to the primary, 1 to 60000.
+    type: int
+    default: 1000
   qemu_binary:
     description: QEMU system emulator to run (name in E(PATH) or absolute path).
     type: str
@@ -154,19 +167,24 @@ options:
     default: []
 """
 
-    # colo-compare tuning (colo.ft.colo.compare).
+    # colo-compare tuning (colo.ft.colo.compare). With colo.ft.vm these are the VM's settings, recorded
+    # with it; colo.ft.checkpoint and colo.ft.proxy take them as overrides of the recorded ones.
     COMPARE = r"""
 options:
   compare_timeout:
     description:
       - Milliseconds a packet of the primary waits for its twin from the secondary before colo-compare releases it
-        (QEMU's default is 3000). Applied when C(comp0) is created.
+        (QEMU's default is 3000), 1 to 600000. Applied when C(comp0) is created.
+      - With M(colo.ft.vm) a setting of the VM, recorded with it; M(colo.ft.checkpoint) and M(colo.ft.proxy) use the
+        recorded value unless the task sets one. Unset everywhere, QEMU's default applies.
     type: int
   expired_scan_cycle:
-    description: Milliseconds between colo-compare's scans for expired packets (QEMU's default is 3000).
+    description: Milliseconds between colo-compare's scans for expired packets (QEMU's default is 3000), 1 to 600000;
+      recorded like O(compare_timeout).
     type: int
   max_queue_size:
-    description: Packets colo-compare queues per connection (QEMU's default is 1024).
+    description: Packets colo-compare queues per connection (QEMU's default is 1024), 1 to 1048576; recorded like
+      O(compare_timeout).
     type: int
 """
 

@@ -5,11 +5,14 @@
 
 * VM_SPEC_ARGS: the argument-spec fragment for a VM description; its option
   names map 1:1 onto VMSpec fields (OPTION_TO_FIELD renames the two that differ).
+  The per-VM COLO settings are among them; checkpoint and proxy take
+  COMPARE_ARGS (and checkpoint its delay) as overrides of the recorded ones.
 * ColoModule: an AnsibleModule that turns runtime errors (ColoError and
-  subclasses) into fail_json with the runtime's sentence as msg, loads the spec
-  a running VM was started with (launcher.read_record) so that every module but
-  `vm` needs only `name`, and opens short QMP connections.
-* Pure helpers (predict_*) used by the modules' check mode; unit tested.
+  subclasses) into fail_json with the runtime's sentence as msg, finds the spec
+  a running VM was started with so that every module but `vm` needs only
+  `name`, opens short QMP connections, and applies a runtime plan (check mode:
+  lists its steps).
+Modules decide nothing themselves: refusals and steps come from the runtime's planners.
 """
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, failover, replication
-from ansible_collections.colo.ft.plugins.module_utils.colo import proxy as colo_proxy
+from ansible_collections.colo.ft.plugins.module_utils.colo import state
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, InvalidSpec, LaunchError
+from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Plan
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher, read_record
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec
@@ -71,17 +74,18 @@ VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
     "extra_args": {"type": "list", "elements": "str", "default": []},
 }
 
-# Options that place a VM on a host (the roles set them per host); the other VM_SPEC_ARGS describe the guest.
-PLACEMENT_ARGS = ("bridge", "tap", "forward_address", "checkpoint_address", "active_disk", "hidden_disk")
-# A guest option given directly and in the `vm` dict at once is refused (mutually_exclusive).
-GUEST_ARGS = tuple(k for k in VM_SPEC_ARGS if k not in PLACEMENT_ARGS)
-
-# colo-compare tuning (proxy.CompareOptions), shared by proxy and checkpoint.
+# colo-compare tuning: VMSpec fields; checkpoint and proxy take them as overrides of the recorded ones.
 COMPARE_ARGS: dict[str, dict[str, Any]] = {
     "compare_timeout": {"type": "int"},
     "expired_scan_cycle": {"type": "int"},
     "max_queue_size": {"type": "int"},
 }
+# Per-VM COLO settings of the VM description (recorded with the VM, kept across failover and re-protection).
+VM_SPEC_ARGS.update({
+    "checkpoint_delay_ms": {"type": "int", "default": 2000},
+    "reconnect_ms": {"type": "int", "default": 1000},
+    **COMPARE_ARGS,
+})
 
 
 def spec_from_params(params: dict[str, Any]) -> VMSpec:
@@ -122,17 +126,19 @@ def stub_spec(name: str, state_root: str = STATE_ROOT) -> VMSpec:
 
 
 def with_overrides(spec: VMSpec, **overrides: Any) -> VMSpec:
-    """A copy of spec with the given fields replaced (None values are ignored)."""
+    """A copy of spec with the given fields replaced (None values are ignored), checked again."""
     data = spec.to_dict()
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return VMSpec.from_dict(data)
+    new = VMSpec.from_dict(data)
+    problems = [p for p in new.problems() if p not in spec.problems()]
+    if problems:
+        raise InvalidSpec("; ".join(problems))
+    return new
 
 
-def compare_options(params: dict[str, Any]) -> colo_proxy.CompareOptions | None:
-    opts = {k: params.get(k) for k in COMPARE_ARGS}
-    if all(v is None for v in opts.values()):
-        return None
-    return colo_proxy.CompareOptions(**opts)
+def settings_overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """The COLO settings a task sets for this run only (unset: the VM's recorded ones)."""
+    return {k: params.get(k) for k in ("checkpoint_delay_ms", *COMPARE_ARGS)}
 
 
 def spec_summary(spec: VMSpec | None, role: str | None) -> dict[str, Any]:
@@ -141,9 +147,6 @@ def spec_summary(spec: VMSpec | None, role: str | None) -> dict[str, Any]:
         return {}
     rename = {f: o for o, f in OPTION_TO_FIELD.items()}
     return {"role": role, **{rename.get(k, k): v for k, v in spec.to_dict().items()}}
-
-
-# -- check-mode predictions (pure) -------------------------------------------------------
 
 
 def image_problems(spec: VMSpec, role: str, exists=os.path.exists, isdir=os.path.isdir,
@@ -184,7 +187,6 @@ class ColoModule(AnsibleModule):
         kwargs.setdefault("supports_check_mode", True)
         super().__init__(argument_spec=spec, **kwargs)
         self.launcher = Launcher()
-        self.timings: dict[str, float] = {}
 
     # -- errors
 
@@ -234,122 +236,14 @@ class ColoModule(AnsibleModule):
         finally:
             client.close()
 
+    # -- plans
 
-# -- QEMU state snapshot and the predictions made from it (check mode) ----------------------
-
-
-def snapshot(qmp: QMPClient) -> dict[str, Any]:
-    """Read-only view of the COLO-relevant state of a VM (queries only)."""
-    snap: dict[str, Any] = {
-        "version": tuple(qmp.version),
-        "colo": qmp.execute("query-colo-status"),
-        "migrate": qmp.execute("query-migrate"),
-        "run": qmp.execute("query-status"),
-        "caps": {c["capability"]: c["state"] for c in qmp.execute("query-migrate-capabilities")},
-        "params": qmp.execute("query-migrate-parameters"),
-        "exports": replication.nbd_exports(qmp),
-        "node_exists": replication.node_exists(qmp, replication.NODE),
-        "objects": colo_proxy.objects(qmp),
-        "chardevs": sorted(colo_proxy.chardevs(qmp)),
-    }
-    try:
-        snap["child"] = replication.replication_child(qmp)
-        snap["has_quorum"] = True
-    except ColoError:  # no quorum colo-disk0: a plain VM
-        snap["child"], snap["has_quorum"] = None, False
-    return snap
-
-
-def colo_summary(snap: dict[str, Any]) -> dict[str, Any]:
-    colo = snap["colo"]
-    return {"mode": colo.get("mode"), "last_mode": colo.get("last-mode"), "reason": colo.get("reason"),
-            "migration_status": snap["migrate"].get("status", "none"), "run_state": snap["run"].get("status")}
-
-
-def predict_ready(snap: dict[str, Any]) -> bool:
-    """Would checkpoint.prepare_secondary() act? Raises where it would refuse."""
-    if snap["colo"]["mode"] == "secondary":
-        return False
-    if snap["run"]["status"] != "inmigrate" and snap["colo"]["last-mode"] == "secondary":
-        # A failover made this VM the running guest: it can only be protected from here now.
-        raise ColoError("this VM took over the guest after a failover and serves it now; it cannot become a secondary "
-                        "again. Protect it from this host instead: playbooks/reprotect.yml (or colo.ft.checkpoint "
-                        "state=protected here, with a new secondary readied on the other host)")
-    if snap["run"]["status"] != "inmigrate":
-        raise ColoError("the secondary QEMU is not waiting for an incoming migration "
-                        "(start it with colo.ft.vm role=secondary)")
-    want = checkpoint.colo_capabilities(snap["version"])
-    if any(snap["caps"].get(k) != v for k, v in want.items()):
-        return True
-    if replication.EXPORT not in snap["exports"]:
-        return True
-    return not snap["migrate"].get("socket-address")
-
-
-def predict_protect(snap: dict[str, Any]) -> bool:
-    """Would protecting this primary act? Raises on a secondary."""
-    if snap["colo"]["mode"] == "secondary":
-        raise ColoError("this VM is a COLO secondary: protection is started on the primary "
-                        "(on the secondary, use state=ready)")
-    return not (snap["colo"]["mode"] == "primary" and snap["migrate"].get("status") == "colo")
-
-
-def predict_release(snap: dict[str, Any]) -> bool:
-    """Would checkpoint.release_primary() act (replication child, proxy objects, COLO mode)?"""
-    return bool(snap["child"] or snap["node_exists"] or snap["colo"]["mode"] == "primary"
-                or any(o in snap["objects"] for o in colo_proxy.PRIMARY_OBJECTS))
-
-
-def check_secondary_lost_side(snap: dict[str, Any]) -> None:
-    """The refusals of failover.secondary_lost(), without acting."""
-    colo = snap["colo"]
-    if colo["mode"] == "secondary":
-        raise failover.WrongSide("lost=secondary runs on the primary, but this VM is the COLO secondary "
-                                 "(here use lost=primary)")
-    if colo["mode"] == "none" and colo["last-mode"] != "primary" and snap["child"] is None:
-        raise failover.WrongSide(
-            "lost=secondary: this VM is not in COLO, was never a primary "
-            f"(last mode {colo['last-mode']}) and has no replication child; nothing to release")
-
-
-def check_primary_lost_side(snap: dict[str, Any]) -> None:
-    """The refusals of failover.primary_lost(), without acting."""
-    colo = snap["colo"]
-    if colo["mode"] == "primary":
-        raise failover.WrongSide("lost=primary runs on the secondary, but this VM is the COLO primary "
-                                 "(here use lost=secondary)")
-    if colo["mode"] == "none" and colo["last-mode"] != "secondary":
-        raise failover.WrongSide(
-            "lost=primary: this VM is not in COLO and was never a secondary "
-            f"(last mode {colo['last-mode']}); nothing to take over")
-
-
-def predict_primary_lost(snap: dict[str, Any], tap_bridge: str | None, client_bridge: str | None) -> bool:
-    """Would failover.primary_lost() act? (An NBD server left without export is not visible: not counted.)"""
-    check_primary_lost_side(snap)
-    if snap["colo"]["mode"] == "secondary":
-        return True
-    if snap["exports"]:
-        return True
-    if any(o in snap["objects"] for o in colo_proxy.SECONDARY_OBJECTS):
-        return True
-    if any(c in snap["chardevs"] for c in colo_proxy.SECONDARY_CHARDEVS):
-        return True
-    return bool(client_bridge) and tap_bridge != client_bridge
-
-
-def predict_proxy(snap: dict[str, Any], state: str, chardev_ids: list[str], object_ids: list[str]) -> bool:
-    if state == "present":
-        return (any(c not in snap["chardevs"] for c in chardev_ids)
-                or any(o not in snap["objects"] for o in object_ids))
-    return any(c in snap["chardevs"] for c in chardev_ids) or any(o in snap["objects"] for o in object_ids)
-
-
-def predict_replication(snap: dict[str, Any], state: str) -> bool:
-    if state == "exported":
-        return replication.EXPORT not in snap["exports"]
-    if state == "stopped":
-        return bool(snap["exports"])
-    if state == "attached":
-        return snap["child"] is None
-    return bool(snap["child"] or snap["node_exists"])  # detached
+    def apply(self, plan: Plan, qmp: QMPClient, before: state.VMState) -> tuple[dict[str, Any], state.VMState]:
+        """Check mode: the plan's steps as actions, changed if there are any. Otherwise apply it:
+        the actions QEMU was told, changed if there were any. Returns them and the VM's state after."""
+        for w in plan.warnings:
+            self.warn(w)
+        if self.check_mode:
+            return {"changed": plan.changed, "actions": plan.describe()}, before
+        actions = plan.apply(qmp)
+        return {"changed": bool(actions), "actions": actions}, state.read(qmp)

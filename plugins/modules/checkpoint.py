@@ -54,10 +54,12 @@ options:
     type: str
   checkpoint_delay_ms:
     description:
-      - With V(protected), the milliseconds between periodic checkpoints (C(x-checkpoint-delay)); QEMU's default is
-        20000. Default is the recorded value (2000).
-      - On a pair that is already protected, a value that differs from QEMU's current one is applied in place
-        (C(migrate-set-parameters)), without a new protection; leaving it unset never changes a running pair.
+      - With V(protected), the milliseconds between periodic checkpoints (C(x-checkpoint-delay)) for this run.
+        Default is the VM's own O(colo.ft.vm#module:checkpoint_delay_ms), recorded when it was started (so the
+        same after a failover and a re-protection).
+      - On a pair that is already protected, a delay that differs from QEMU's current one is applied in place
+        (C(migrate-set-parameters)), without a new protection; a later run without this option puts the
+        recorded delay back.
     type: int
   timeout:
     description: With V(protected), seconds allowed for the resync and for COLO to start.
@@ -105,7 +107,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 actions:
-  description: QMP steps taken (in check mode always empty, with C(changed) predicted); empty when nothing had to change.
+  description: QMP steps taken; empty when nothing had to change. In check mode, the steps it would take.
   returned: always
   type: list
   elements: str
@@ -151,86 +153,42 @@ timings:
 
 import time
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint
-from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
+from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, state
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMPARE_ARGS,
     ColoModule,
-    colo_summary,
-    compare_options,
-    predict_protect,
-    predict_ready,
-    predict_release,
-    snapshot,
+    settings_overrides,
     with_overrides,
 )
 
 
 def run(module: ColoModule) -> dict:
     p = module.params
-    state = p["state"]
     spec, record = module.load_spec()
     role = record.get("role")
     address = p["secondary_address"] or spec.checkpoint_addr
-    result: dict = {"changed": False, "actions": []}
     with module.qmp(spec, timeout=max(30.0, float(p["timeout"]))) as qmp:
-        snap = snapshot(qmp)
-        if state == "ready":
-            if role != "secondary":
-                raise ColoError(f"VM {spec.name} was started as {role}: state=ready runs on the secondary "
-                                "(started with colo.ft.vm role=secondary)")
-            if not address:
-                raise ColoError("state=ready needs the secondary's checkpoint-link address: set secondary_address "
-                                "(or checkpoint_address when starting the VM)")
-            changed = predict_ready(snap)
-            if changed and not module.check_mode:
-                checkpoint.check_version(qmp, p["allow_unsupported_qemu"])
-                result["actions"] = checkpoint.prepare_secondary(qmp, address, spec.nbd_port, spec.migration_port)
-                changed = bool(result["actions"])
-        elif state == "protected":
-            if not snap["has_quorum"]:
-                raise ColoError(f"VM {spec.name} was started as {role} and has no quorum disk: only a VM started "
-                                "with colo.ft.vm role=primary (or a promoted secondary) can be protected")
-            if not address:
-                raise ColoError("state=protected needs the secondary's checkpoint-link address: set "
-                                "secondary_address (or checkpoint_address when starting the VM)")
-            changed = predict_protect(snap)
-            delay = p["checkpoint_delay_ms"]
-            if not changed and delay is not None and snap["params"].get("x-checkpoint-delay") != delay:
-                # Protected already: only the checkpoint interval moves.
-                changed = True
-                if not module.check_mode:
-                    result["actions"] = checkpoint.set_parameters(qmp, delay)
-            elif changed and not module.check_mode:
-                pspec = with_overrides(spec, forward_addr=p["forward_address"], checkpoint_addr=address)
-                if not pspec.forward_addr:
-                    raise ColoError("state=protected needs this host's forward-link address: set forward_address")
-                # The secondary runs on another host and was readied there (state=ready).
-                res = checkpoint.protect(
-                    qmp, None, address, nbd_port=spec.nbd_port, migration_port=spec.migration_port,
-                    checkpoint_delay_ms=p["checkpoint_delay_ms"] or spec.checkpoint_delay_ms,
-                    timeout=float(p["timeout"]), allow_unsupported=p["allow_unsupported_qemu"],
-                    proxy_spec=pspec, compare=compare_options(p))
-                for w in res.warnings:
-                    module.warn(w)
-                result["actions"] = res.actions
-                result["timings"] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in {
-                    "duration_s": res.duration_s, "resync_s": res.resync_s,
-                    "colo_after_migrate_s": res.colo_after_migrate_s, "guest_pause_ms": res.guest_pause_ms}.items()}
-                # A call that found the migration under way only waited: that finished a change too.
-                changed = bool(res.actions) or res.colo_after_migrate_s is not None
-        else:  # unprotected
-            if snap["colo"]["mode"] == "secondary" or (role == "secondary" and snap["colo"]["last-mode"] == "none"):
-                raise ColoError(f"VM {spec.name} is the COLO secondary: stop protection on the primary "
-                                "(state=unprotected there) and stop this VM with colo.ft.vm state=stopped")
-            changed = predict_release(snap)
-            if changed and not module.check_mode:
-                t0 = time.monotonic()
-                result["actions"] = checkpoint.stop_protection(qmp, None)
-                result["timings"] = {"duration_s": round(time.monotonic() - t0, 3)}
-                changed = bool(result["actions"])
-        result["changed"] = changed
-        result["colo"] = colo_summary(snapshot(qmp)) if not module.check_mode else colo_summary(snap)
+        before = state.read(qmp)
+        t0 = time.monotonic()
+        if p["state"] == "ready":
+            plan = checkpoint.plan_ready(before, role, address, spec.nbd_port, spec.migration_port,
+                                         p["allow_unsupported_qemu"])
+        elif p["state"] == "protected":
+            # This run's settings override the recorded ones; a former secondary protects from its own forward link.
+            pspec = with_overrides(spec, forward_addr=p["forward_address"], checkpoint_addr=address,
+                                   **settings_overrides(p))
+            plan = checkpoint.plan_protect(before, pspec, address, float(p["timeout"]), p["allow_unsupported_qemu"])
+        else:
+            plan = checkpoint.plan_release(before, role)
+        result, after = module.apply(plan, qmp, before)
+        if isinstance(plan, checkpoint.ProtectPlan) and not module.check_mode:
+            result["changed"] = plan.result.changed
+            if plan.result.changed:
+                plan.result.duration_s = time.monotonic() - t0
+                result["timings"] = plan.result.timings()
+        elif p["state"] == "unprotected" and result["changed"] and not module.check_mode:
+            result["timings"] = {"duration_s": round(time.monotonic() - t0, 3)}
+        result["colo"] = after.summary()
     return result
 
 

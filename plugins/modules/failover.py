@@ -10,7 +10,9 @@ module: failover
 short_description: Fail a COLO pair over to the surviving side
 version_added: 0.1.0
 description:
-  - Runs on the B(survivor) of a COLO pair; O(lost) says which side died.
+  - Runs on the B(survivor) of a COLO pair; O(lost) says which side died. With O(lost=auto) the VM's own COLO state
+    decides, the same way the other way round never happens: a COLO secondary (or a VM that was one and took over
+    already) lost its primary, anything else its secondary.
   - O(lost=primary), on the secondary host. The secondary takes over the guest. It stops the NBD server, sends
     C(x-colo-lost-heartbeat), removes the redirector filters and their chardevs, moves the guest's tap from the
     isolated bridge to the client bridge and announces the guest's MAC.
@@ -33,10 +35,10 @@ attributes:
     support: none
 options:
   lost:
-    description: Which side died. The module runs on the other one.
+    description: Which side died. The module runs on the other one. V(auto) lets the VM's COLO state say.
     type: str
-    choices: [primary, secondary]
-    required: true
+    choices: [auto, primary, secondary]
+    default: auto
   client_bridge:
     description:
       - With O(lost=primary), the bridge the promoted secondary's tap is moved to (the clients' bridge).
@@ -76,7 +78,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 actions:
-  description: Steps taken; empty when nothing had to change (and always in check mode).
+  description: Steps taken; empty when nothing had to change. In check mode, the steps it would take.
   returned: always
   type: list
   elements: str
@@ -86,6 +88,11 @@ colo:
   description: COLO state after the task (see M(colo.ft.checkpoint)).
   returned: always
   type: dict
+lost:
+  description: The side that was lost (what O(lost=auto) decided).
+  returned: always
+  type: str
+  sample: primary
 duration_s:
   description: Seconds the failover took on the QEMU side (QMP commands and tap move).
   returned: always
@@ -95,53 +102,36 @@ duration_s:
 
 import time
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import failover
+from ansible_collections.colo.ft.plugins.module_utils.colo import failover, state
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
-from ansible_collections.colo.ft.plugins.module_utils.module_base import (
-    ColoModule,
-    check_secondary_lost_side,
-    colo_summary,
-    predict_primary_lost,
-    predict_release,
-    snapshot,
-)
+from ansible_collections.colo.ft.plugins.module_utils.colo.host import bridge_of
+from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoModule
 
 
 def run(module: ColoModule) -> dict:
     p = module.params
     spec, dummy = module.load_spec()
     client_bridge = p["client_bridge"] or None
-    result: dict = {"changed": False, "actions": [], "duration_s": 0.0}
     with module.qmp(spec) as qmp:
         t0 = time.monotonic()
-        snap = snapshot(qmp)
-        if p["lost"] == "primary":
-            try:
-                tap_bridge = failover.bridge_of(spec.tap_name) if client_bridge else None
-            except ColoError as exc:
-                raise ColoError(f"cannot move the guest's tap to {client_bridge}: {exc}") from None
-            changed = predict_primary_lost(snap, tap_bridge, client_bridge)
-            if changed and not module.check_mode:
-                result["actions"] = failover.primary_lost(
-                    qmp, tap=spec.tap_name if client_bridge else None, client_bridge=client_bridge,
-                    isolated_bridge=p["isolated_bridge"] or None, announce=p["announce"])
-                changed = bool(result["actions"])
-        else:
-            check_secondary_lost_side(snap)
-            changed = predict_release(snap)
-            if changed and not module.check_mode:
-                result["actions"] = failover.secondary_lost(qmp)
-                changed = bool(result["actions"])
-        result["duration_s"] = round(time.monotonic() - t0, 3)
-        result["changed"] = changed
-        result["colo"] = colo_summary(snap if module.check_mode else snapshot(qmp))
+        before = state.read(qmp)
+        lost = failover.lost_side(before) if p["lost"] == "auto" else p["lost"]
+        tap = spec.tap_name if client_bridge and lost == "primary" else None
+        try:
+            tap_bridge = bridge_of(tap) if tap else None
+        except ColoError as exc:
+            raise ColoError(f"cannot move the guest's tap to {client_bridge}: {exc}") from None
+        plan = failover.plan(before, lost, tap=tap, tap_bridge=tap_bridge, client_bridge=client_bridge,
+                             isolated_bridge=p["isolated_bridge"] or None, announce=p["announce"])
+        result, after = module.apply(plan, qmp, before)
+        result.update(lost=lost, duration_s=round(time.monotonic() - t0, 3), colo=after.summary())
     return result
 
 
 def main() -> None:
     module = ColoModule(
         argument_spec={
-            "lost": {"type": "str", "required": True, "choices": ["primary", "secondary"]},
+            "lost": {"type": "str", "default": "auto", "choices": ["auto", "primary", "secondary"]},
             "client_bridge": {"type": "str", "default": "br0"},
             "isolated_bridge": {"type": "str", "default": "br1"},
             "announce": {"type": "bool", "default": True},

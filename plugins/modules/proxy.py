@@ -70,7 +70,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 actions:
-  description: QMP steps taken; empty when nothing had to change (and always in check mode).
+  description: QMP steps taken; empty when nothing had to change. In check mode, the steps it would take.
   returned: always
   type: list
   elements: str
@@ -82,14 +82,12 @@ objects:
   sample: {"m0": "filter-mirror", "comp0": "colo-compare"}
 """
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import proxy, vm
-from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
+from ansible_collections.colo.ft.plugins.module_utils.colo import proxy, state
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import PROXY_QOM_TYPES
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMPARE_ARGS,
     ColoModule,
-    compare_options,
-    predict_proxy,
-    snapshot,
+    settings_overrides,
     with_overrides,
 )
 
@@ -97,35 +95,12 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
 def run(module: ColoModule) -> dict:
     p = module.params
     spec, record = module.load_spec()
-    side = p["side"] or record.get("role")
-    if side not in ("primary", "secondary"):
-        raise ColoError(f"VM {spec.name} was started as {side}: set side (primary or secondary)")
-    spec = with_overrides(spec, forward_addr=p["forward_address"])
-    if p["state"] == "present" and not spec.forward_addr:
-        raise ColoError("the proxy needs the primary's forward-link address: set forward_address")
-    if side == "primary":
-        cdefs, odefs = vm.primary_chardevs(spec), vm.primary_objects(spec)
-        remove_objects = list(proxy.PRIMARY_OBJECTS)
-        remove_chardevs = list(proxy.PRIMARY_CHARDEVS) if p["with_chardevs"] else []
-    else:
-        cdefs, odefs = vm.secondary_chardevs(spec), [o for o in vm.secondary_objects(spec) if o.id != proxy.REWRITER]
-        remove_objects, remove_chardevs = list(proxy.SECONDARY_OBJECTS), list(proxy.SECONDARY_CHARDEVS)
-    result: dict = {"changed": False, "actions": []}
+    spec = with_overrides(spec, forward_addr=p["forward_address"], **settings_overrides(p))
     with module.qmp(spec) as qmp:
-        snap = snapshot(qmp)
-        if p["state"] == "present":
-            changed = predict_proxy(snap, "present", [c.id for c in cdefs], [o.id for o in odefs])
-        else:
-            changed = predict_proxy(snap, "absent", remove_chardevs, remove_objects)
-        if changed and not module.check_mode:
-            if p["state"] == "present":
-                result["actions"] = proxy.add(qmp, cdefs, odefs, compare_options(p))
-            else:
-                result["actions"] = proxy.remove(qmp, remove_objects, remove_chardevs)
-            changed = bool(result["actions"])
-        result["changed"] = changed
-        objs = snap["objects"] if module.check_mode else proxy.objects(qmp)
-        result["objects"] = {k: v for k, v in objs.items() if v in proxy.FILTER_TYPES + ("colo-compare", "iothread")}
+        before = state.read(qmp)
+        plan = proxy.plan(before, spec, p["side"] or record.get("role"), p["state"] == "present", p["with_chardevs"])
+        result, after = module.apply(plan, qmp, before)
+        result["objects"] = {k: v for k, v in after.objects.items() if v in PROXY_QOM_TYPES}
     return result
 
 

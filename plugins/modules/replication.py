@@ -67,7 +67,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 actions:
-  description: QMP steps taken; empty when nothing had to change (and always in check mode).
+  description: QMP steps taken; empty when nothing had to change. In check mode, the steps it would take.
   returned: always
   type: list
   elements: str
@@ -86,47 +86,19 @@ replication:
       elements: str
 """
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import replication
-from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
-from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoModule, predict_replication, snapshot
+from ansible_collections.colo.ft.plugins.module_utils.colo import replication, state
+from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoModule
 
 
 def run(module: ColoModule) -> dict:
     p = module.params
-    state = p["state"]
     spec, record = module.load_spec()
-    role = record.get("role")
-    address = p["secondary_address"] or spec.checkpoint_addr
-    result: dict = {"changed": False, "actions": []}
     with module.qmp(spec, timeout=max(30.0, float(p["timeout"]))) as qmp:
-        snap = snapshot(qmp)
-        mode = snap["colo"]["mode"]
-        if state in ("exported", "stopped"):
-            if role != "secondary":
-                raise ColoError(f"state={state} runs on the secondary; VM {spec.name} was started as {role}")
-        elif not snap["has_quorum"] or mode == "secondary" or (role == "secondary" and snap["colo"]["last-mode"] == "none"):
-            raise ColoError(f"state={state} runs on the primary; VM {spec.name} is "
-                            + ("the COLO secondary" if mode == "secondary" or role == "secondary" else f"a {role} VM"))
-        if state in ("exported", "attached") and not address:
-            raise ColoError(f"state={state} needs the secondary's checkpoint-link address: set secondary_address")
-        changed = predict_replication(snap, state)
-        if state == "stopped" and not module.check_mode:
-            changed = True  # stop_nbd knows best (a server without export is invisible to queries)
-        if changed and not module.check_mode:
-            if state == "exported":
-                result["actions"] = replication.ensure_nbd_export(qmp, address, spec.nbd_port)
-            elif state == "stopped":
-                result["actions"] = replication.stop_nbd(qmp)
-            elif state == "attached":
-                if p["resync"]:
-                    result["actions"] += replication.resync(qmp, address, spec.nbd_port, timeout=float(p["timeout"]))
-                result["actions"] += replication.attach(qmp, address, spec.nbd_port)
-            else:
-                result["actions"] = replication.detach(qmp)
-            changed = bool(result["actions"])
-        result["changed"] = changed
-        after = snap if module.check_mode else snapshot(qmp)
-        result["replication"] = {"node_attached": after["child"], "nbd_exports": after["exports"]}
+        before = state.read(qmp)
+        plan = replication.plan(before, record.get("role"), p["state"], p["secondary_address"] or spec.checkpoint_addr,
+                                spec.nbd_port, p["resync"], float(p["timeout"]))
+        result, after = module.apply(plan, qmp, before)
+        result["replication"] = {"node_attached": after.child, "nbd_exports": list(after.exports)}
     return result
 
 

@@ -25,6 +25,7 @@ author:
 extends_documentation_fragment:
   - colo.ft.colo
   - colo.ft.colo.vm_spec
+  - colo.ft.colo.compare
   - colo.ft.colo.attributes
 attributes:
   check_mode:

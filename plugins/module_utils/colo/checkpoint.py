@@ -1,20 +1,20 @@
 """Starting and stopping COLO checkpointing (QEMU migration in x-colo mode).
 
-protect() is the measured "protect a running primary" sequence of
-colo-facts.md: prepare the secondary (capabilities, NBD export, incoming
-migration), resync its disk, attach the replication child, migrate; then
-wait until both sides report COLO. Checkpoint statistics come from the
-primary's STOP/RESUME events (one pair per checkpoint = its pause).
+Each sequence is planned from a VMState first (plan_ready, plan_protect,
+plan_release): the planner refuses what must not happen and lists the steps;
+the wrappers below (prepare_secondary, protect, boot_under_colo,
+release_primary, stop_protection) read the state, plan and apply at once.
+protect() is "Protect a running primary" of docs/qemu-colo.md: prepare the
+secondary (capabilities, NBD export, incoming migration), resync its disk,
+attach the replication child, migrate, then wait until both sides report COLO.
 """
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import proxy, replication
+from ansible_collections.colo.ft.plugins.module_utils.colo import proxy, replication, state
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
     ColoError,
     QMPConnectionError,
@@ -23,14 +23,13 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
     UnsupportedQemu,
 )
 from ansible_collections.colo.ft.plugins.module_utils.colo.guard import QemuVersion, version_problems
+from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan, Step, send
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.state import MIGRATING, VMState
+from ansible_collections.colo.ft.plugins.module_utils.colo.stats import pauses_from_events
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 MIGRATION_PORT = 9998
-# QEMU's default is 20000 ms: a checkpoint every 2 s kept pauses short in the lab.
-DEFAULT_CHECKPOINT_DELAY_MS = 2000
-# query-migrate states of a migration still under way.
-MIGRATING = ("setup", "active", "device", "pre-switchover", "wait-unplug", "postcopy-active")
 SECONDARY_HINT = (
     "is the secondary QEMU started (role secondary, -incoming) and prepared (prepare_secondary), "
     "and is {addr} its checkpoint-link address?"
@@ -56,9 +55,9 @@ def colo_capabilities(version: tuple[int, int, int]) -> dict[str, bool]:
     return {"x-colo": True}
 
 
-def check_version(qmp: QMPClient, allow_unsupported: bool = False) -> list[str]:
+def check_version(version: tuple[int, int, int], allow_unsupported: bool = False) -> list[str]:
     """Refuse a QEMU known to fail COLO (guard.py's policy); returns warnings."""
-    problems, warnings = version_problems(QemuVersion(*qmp.version))
+    problems, warnings = version_problems(QemuVersion(*version))
     if problems and not allow_unsupported:
         raise UnsupportedQemu("; ".join(problems))
     return [f"UNSAFE override: {p}" for p in problems] + warnings
@@ -66,24 +65,33 @@ def check_version(qmp: QMPClient, allow_unsupported: bool = False) -> list[str]:
 
 def set_capabilities(qmp: QMPClient) -> list[str]:
     want = colo_capabilities(qmp.version)
-    have = {c["capability"]: c["state"] for c in qmp.execute("query-migrate-capabilities")}
-    todo = [{"capability": k, "state": v} for k, v in want.items() if have.get(k) != v]
-    if not todo:
+    text = _capabilities_todo(qmp.version, {c["capability"]: c["state"]
+                                            for c in qmp.execute("query-migrate-capabilities")})
+    if not text:
         return []
     # All in one call: QEMU checks x-colo and return-path together.
     qmp.execute("migrate-set-capabilities", {"capabilities": [{"capability": k, "state": v} for k, v in want.items()]})
-    return ["migrate-set-capabilities " + " ".join(f"{t['capability']}={'on' if t['state'] else 'off'}" for t in todo)]
+    return [text]
 
 
-def set_parameters(qmp: QMPClient, checkpoint_delay_ms: int = DEFAULT_CHECKPOINT_DELAY_MS, **extra: Any) -> list[str]:
-    """x-checkpoint-delay plus any other migration parameter (keys as QEMU spells them)."""
-    want = {"x-checkpoint-delay": checkpoint_delay_ms, **{k.replace("_", "-"): v for k, v in extra.items()}}
-    have = qmp.execute("query-migrate-parameters")
-    todo = {k: v for k, v in want.items() if have.get(k) != v}
+def _capabilities_todo(version: tuple[int, int, int], have: dict[str, bool]) -> str | None:
+    todo = {k: v for k, v in colo_capabilities(version).items() if have.get(k) != v}
     if not todo:
-        return []
-    qmp.execute("migrate-set-parameters", todo)
-    return [f"migrate-set-parameters {k}={v}" for k, v in todo.items()]
+        return None
+    return "migrate-set-capabilities " + " ".join(f"{k}={'on' if v else 'off'}" for k, v in todo.items())
+
+
+def plan_capabilities(out: Plan, st: VMState) -> None:
+    text = _capabilities_todo(st.version, st.caps)
+    if text:
+        out.add(set_capabilities, text)
+
+
+def plan_delay(out: Plan, st: VMState, checkpoint_delay_ms: int) -> None:
+    """x-checkpoint-delay, where QEMU's differs (it changes in place on a protected pair)."""
+    if st.params.get("x-checkpoint-delay") != checkpoint_delay_ms:
+        text = f"migrate-set-parameters x-checkpoint-delay={checkpoint_delay_ms}"
+        out.add(send("migrate-set-parameters", {"x-checkpoint-delay": checkpoint_delay_ms}, text), text)
 
 
 # -- state ---------------------------------------------------------------------------
@@ -94,12 +102,8 @@ def colo_status(qmp: QMPClient) -> dict[str, str]:
     return qmp.execute("query-colo-status")
 
 
-def migrate_status(qmp: QMPClient) -> str:
-    return qmp.execute("query-migrate").get("status", "none")
-
-
 def in_colo(qmp: QMPClient, mode: str) -> bool:
-    return colo_status(qmp)["mode"] == mode and migrate_status(qmp) == "colo"
+    return colo_status(qmp)["mode"] == mode and qmp.execute("query-migrate").get("status") == "colo"
 
 
 def wait_colo(primary: QMPClient, secondary: QMPClient | None, timeout: float = 60.0) -> float:
@@ -121,87 +125,38 @@ def wait_colo(primary: QMPClient, secondary: QMPClient | None, timeout: float = 
         time.sleep(0.05)
 
 
-# -- checkpoint statistics -------------------------------------------------------------
+def wait_mode_none(qmp: QMPClient, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while colo_status(qmp)["mode"] != "none":
+        if time.monotonic() > end:
+            raise ColoError(f"QEMU still in COLO {timeout:g}s after x-colo-lost-heartbeat")
+        time.sleep(0.02)
 
 
-@dataclass
-class CheckpointStats:
-    """Checkpoints seen in a window: each is a STOP..RESUME pause of the primary."""
-
-    window_s: float = 0.0
-    pauses_ms: list[float] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return len(self.pauses_ms)
-
-    @property
-    def p50_ms(self) -> float | None:
-        return statistics.median(self.pauses_ms) if self.pauses_ms else None
-
-    @property
-    def p99_ms(self) -> float | None:
-        return percentile(self.pauses_ms, 99)
-
-    @property
-    def max_ms(self) -> float | None:
-        return max(self.pauses_ms) if self.pauses_ms else None
-
-    @property
-    def per_second(self) -> float | None:
-        return self.count / self.window_s if self.window_s > 0 else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "window_s": _round(self.window_s),
-            "count": self.count,
-            "pause_p50_ms": _round(self.p50_ms),
-            "pause_p99_ms": _round(self.p99_ms),
-            "pause_max_ms": _round(self.max_ms),
-            "per_second": _round(self.per_second),
-        }
+def wait_running(qmp: QMPClient, timeout: float = 10.0) -> list[str]:
+    end = time.monotonic() + timeout
+    while True:
+        st = qmp.execute("query-status")
+        if st["running"]:
+            return []
+        if time.monotonic() > end:
+            raise ColoError(f"the guest is {st['status']} {timeout:g}s after leaving COLO, not running")
+        time.sleep(0.02)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100): a value that was measured, None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
+def lost_heartbeat(qmp: QMPClient) -> list[str]:
+    """x-colo-lost-heartbeat, then wait until QEMU has left COLO.
+
+    COLO mode reads "none" as soon as the heartbeat is handled, but a
+    checkpoint that was under way (or stuck on a dead peer) keeps the guest
+    stopped until the COLO thread exits and resumes it: callers wait_running().
+    """
+    qmp.execute("x-colo-lost-heartbeat")
+    wait_mode_none(qmp)
+    return ["x-colo-lost-heartbeat"]
 
 
-def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)
-
-
-def pauses_from_events(events: list[dict[str, Any]], since: float = 0.0, until: float | None = None) -> list[float]:
-    """Pause (ms) of every STOP followed by RESUME, by QEMU's event timestamps."""
-    pauses: list[float] = []
-    stopped: float | None = None
-    for ev in events:
-        t = QMPClient.event_time(ev)
-        if t < since or (until is not None and t > until):
-            continue
-        if ev.get("event") == "STOP":
-            stopped = t
-        elif ev.get("event") == "RESUME" and stopped is not None:
-            pauses.append((t - stopped) * 1000.0)
-            stopped = None
-    return pauses
-
-
-def sample_checkpoints(qmp: QMPClient, seconds: float) -> CheckpointStats:
-    """Watch the primary for `seconds` and report the checkpoints it made."""
-    start = time.time()
-    end = start + seconds
-    while time.time() < end:
-        qmp.events()  # keeps the socket drained; events stay buffered
-        time.sleep(min(0.1, max(0.0, end - time.time())))
-    evs = [e for e in qmp.events() if e.get("event") in ("STOP", "RESUME")]
-    return CheckpointStats(seconds, pauses_from_events(evs, since=start, until=end))
-
-
-# -- protect ------------------------------------------------------------------------------
+# -- plans ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -215,226 +170,255 @@ class ProtectResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.actions)
+        # A call that found the migration under way only waited: that finished a change too.
+        return bool(self.actions) or self.colo_after_migrate_s is not None
+
+    def timings(self) -> dict[str, float | None]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in {
+            "duration_s": self.duration_s, "resync_s": self.resync_s,
+            "colo_after_migrate_s": self.colo_after_migrate_s, "guest_pause_ms": self.guest_pause_ms}.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "changed": self.changed}
 
 
-def prepare_secondary(
-    secondary: QMPClient,
-    checkpoint_host: str,
-    nbd_port: int = replication.NBD_PORT,
-    migration_port: int = MIGRATION_PORT,
-) -> list[str]:
-    """Capabilities, NBD export, and the incoming migration if QEMU was started
-    with -incoming defer. Actions are prefixed "secondary: "."""
-    if colo_status(secondary)["mode"] == "secondary":
-        return []
-    done = set_capabilities(secondary)
-    done += replication.ensure_nbd_export(secondary, checkpoint_host, nbd_port)
-    info = secondary.execute("query-migrate")
-    if secondary.execute("query-status")["status"] != "inmigrate":
-        raise ColoError("the secondary QEMU is not waiting for an incoming migration (start it with -incoming)")
-    if not info.get("socket-address"):  # -incoming defer and not listening yet
-        uri = f"tcp:{_host(checkpoint_host)}:{migration_port}"
-        secondary.execute("migrate-incoming", {"uri": uri})
-        done.append(f"migrate-incoming {uri}")
-    return [f"secondary: {a}" for a in done]
+@dataclass
+class ProtectPlan(Plan):
+    """A protection's plan; apply() fills `result` (timings) besides returning the actions."""
+
+    result: ProtectResult = field(default_factory=ProtectResult)
 
 
 def _host(h: str) -> str:
     return f"[{h}]" if ":" in h else h
 
 
-def protect(
-    primary: QMPClient,
-    secondary: QMPClient | None,
-    checkpoint_host: str,
-    nbd_port: int = replication.NBD_PORT,
-    migration_port: int = MIGRATION_PORT,
-    checkpoint_delay_ms: int = DEFAULT_CHECKPOINT_DELAY_MS,
-    parameters: dict[str, Any] | None = None,
-    timeout: float = 600.0,
-    allow_unsupported: bool = False,
-    progress: replication.Progress | None = None,
-    proxy_spec: VMSpec | None = None,
-    compare: proxy.CompareOptions | None = None,
-) -> ProtectResult:
-    """Make a running primary fault tolerant with a freshly started secondary.
+def plan_ready(st: VMState, role: str | None, host: str | None, nbd_port: int = replication.NBD_PORT,
+               migration_port: int = MIGRATION_PORT, allow_unsupported: bool = False) -> Plan:
+    """The secondary gets ready for the primary: capabilities, NBD export, incoming migration.
 
-    checkpoint_host is the secondary's address on the checkpoint link (NBD
-    and migration listen there). The guest keeps running except for the
-    stop between the end of the disk copy and the start of COLO (the first
-    full RAM copy happens in it).
-    secondary: its QMP client, or None when it runs on another host and was
-    readied there with prepare_secondary(); then only the primary is awaited.
-    proxy_spec: hot-add the proxy objects a primary of this spec has (for a VM
-    not started as primary: re-protection); added while the guest is paused,
-    as colo-compare would hold every packet until its timeout without a
-    running secondary.
+    Steps are prefixed "secondary: " (they are listed with the primary's in protect()).
     """
-    t0 = time.monotonic()
-    res = ProtectResult()
-    res.warnings += check_version(primary, allow_unsupported)
-    if secondary is not None:
-        check_version(secondary, allow_unsupported)
-        if primary.version != secondary.version:
-            res.warnings.append(f"QEMU versions differ: primary {primary.version}, secondary {secondary.version}")
-    if colo_status(primary)["mode"] == "secondary":
-        raise ColoError("this VM is a COLO secondary: protect() runs on the primary")
-    if in_colo(primary, "primary"):
-        res.duration_s = time.monotonic() - t0
-        return res
-    run = primary.execute("query-status")
-    if migrate_status(primary) in MIGRATING:
+    if role is not None and role != "secondary":
+        raise ColoError(f"this VM was started as {role}: state=ready runs on the secondary "
+                        "(started with colo.ft.vm role=secondary)")
+    if not host:
+        raise ColoError("state=ready needs the secondary's checkpoint-link address: set secondary_address "
+                        "(or checkpoint_address when starting the VM)")
+    out = Plan()
+    if st.mode == "secondary":
+        return out
+    if st.run_state != "inmigrate" and st.last_mode == "secondary":
+        # A failover made this VM the running guest: it can only be protected from here now.
+        raise ColoError("this VM took over the guest after a failover and serves it now; it cannot become a secondary "
+                        "again. Protect it from this host instead: playbooks/reprotect.yml (or colo.ft.checkpoint "
+                        "state=protected here, with a new secondary readied on the other host)")
+    if st.run_state != "inmigrate":
+        raise ColoError("the secondary QEMU is not waiting for an incoming migration "
+                        "(start it with colo.ft.vm role=secondary)")
+    out.warnings += check_version(st.version, allow_unsupported)
+    plan_capabilities(out, st)
+    replication.plan_export(out, st, host, nbd_port)
+    if not st.migration.get("socket-address"):  # -incoming defer and not listening yet
+        uri = f"tcp:{_host(host)}:{migration_port}"
+        out.add(send("migrate-incoming", {"uri": uri}, f"migrate-incoming {uri}"), f"migrate-incoming {uri}")
+    return _prefixed(out, "secondary: ")
+
+
+def _prefixed(out: Plan, prefix: str) -> Plan:
+    def wrap(run: Action) -> Action:
+        return lambda qmp: [prefix + a for a in run(qmp)]
+    out.steps = [Step(tuple(prefix + t for t in s.texts), wrap(s.run)) for s in out.steps]
+    return out
+
+
+def plan_protect(st: VMState, spec: VMSpec, host: str | None, timeout: float = 600.0,
+                 allow_unsupported: bool = False, add_proxy: bool = True,
+                 progress: replication.Progress | None = None, boot: bool = False) -> ProtectPlan:
+    """Protect this running primary with a secondary readied at `host` (its checkpoint-link address).
+
+    spec gives the ports, the checkpoint delay and (add_proxy) the proxy a primary of
+    this spec has: hot-added while the guest is paused, as colo-compare would hold every
+    packet until its timeout without a running secondary. boot=True: boot under COLO
+    (primary started with -S, disks identical: no resync).
+    On a pair that is protected already, only a changed checkpoint delay is applied.
+    """
+    out = ProtectPlan()
+    if st.mode == "secondary":
+        raise ColoError("this VM is a COLO secondary: protection is started on the primary "
+                        "(on the secondary, use state=ready)")
+    if not st.has_quorum:
+        raise ColoError(f"VM {spec.name} has no quorum disk: only a VM started with colo.ft.vm role=primary "
+                        "(or a promoted secondary) can be protected")
+    if not host:
+        raise ColoError("protection needs the secondary's checkpoint-link address: set secondary_address "
+                        "(or checkpoint_address when starting the VM)")
+    out.result.warnings = out.warnings
+    out.warnings += check_version(st.version, allow_unsupported)
+    if boot:
+        out.warnings.insert(0, BOOT_UNDER_COLO_WARNING)
+    if st.mode == "primary" and st.migration_status == "colo":
+        plan_delay(out, st, spec.checkpoint_delay_ms)
+        return out
+    if st.migration_status in MIGRATING:
         # An earlier call got as far as migrate: only the wait is left.
-        res.colo_after_migrate_s = wait_colo(primary, secondary, timeout)
-        res.duration_s = time.monotonic() - t0
-        return res
-    if run["status"] not in ("running", "paused"):
-        raise ColoError(f"the primary is {run['status']}, not running")
-    if secondary is not None:
-        res.actions += prepare_secondary(secondary, checkpoint_host, nbd_port, migration_port)
-    was_running = run["running"]
-    added_proxy: list[str] = []
-    wall = time.time()
+        out.add(lambda qmp: _wait_colo(qmp, out.result, timeout), "wait until COLO runs (migration under way)")
+        return out
+    if boot and st.run_state != "prelaunch":
+        raise ColoError(f"boot under COLO needs a primary started with -S (it is {st.run_state}); use protect()")
+    if not boot and st.run_state not in ("running", "paused"):
+        raise ColoError(f"the primary is {st.run_state}, not running")
+    if add_proxy and not spec.forward_addr:
+        raise ColoError("protection needs this host's forward-link address: set forward_address")
+    if not boot:
+        replication.plan_resync(out, st, host, spec.nbd_port,
+                                lambda qmp: _resync(qmp, out.result, host, spec, timeout, progress))
+    replication.plan_attach(out, st, host, spec.nbd_port)
+    if add_proxy:
+        proxy.plan_add(out, st, *proxy.definitions(spec, "primary"))
+    plan_capabilities(out, st)
+    plan_delay(out, st, spec.checkpoint_delay_ms)
+    uri = f"tcp:{_host(host)}:{spec.migration_port}"
+    out.add(lambda qmp: _migrate(qmp, out.result, uri, timeout, host), f"migrate {uri}")
+    out.undo = lambda qmp: _undo_protect(qmp, st.running, add_proxy and "comp0" not in st.objects)
+    return out
+
+
+def _resync(qmp: QMPClient, res: ProtectResult, host: str, spec: VMSpec, timeout: float,
+            progress: replication.Progress | None) -> list[str]:
     t = time.monotonic()
     try:
+        done = replication.resync(qmp, host, spec.nbd_port, timeout=timeout, progress=progress)
+    except QMPError as exc:
+        raise ColoError(f"resync to {replication.nbd_uri(host, spec.nbd_port, replication.EXPORT)} "
+                        f"failed: {exc.desc}; {SECONDARY_HINT.format(addr=host)}") from None
+    res.resync_s = time.monotonic() - t
+    return done
+
+
+def _migrate(qmp: QMPClient, res: ProtectResult, uri: str, timeout: float, host: str) -> list[str]:
+    with qmp.listen(("STOP", "RESUME")) as pauses:
+        qmp.execute("migrate", {"uri": uri})
         try:
-            res.actions += replication.resync(primary, checkpoint_host, nbd_port, timeout=timeout, progress=progress)
-        except QMPError as exc:
-            raise ColoError(f"resync to {replication.nbd_uri(checkpoint_host, nbd_port, replication.EXPORT)} "
-                            f"failed: {exc.desc}; {SECONDARY_HINT.format(addr=checkpoint_host)}") from None
-        res.resync_s = time.monotonic() - t
-        res.actions += replication.attach(primary, checkpoint_host, nbd_port)
-        if proxy_spec is not None:
-            added_proxy = proxy.add_primary(primary, proxy_spec, compare)
-            res.actions += added_proxy
-        res.actions += set_capabilities(primary)
-        res.actions += set_parameters(primary, checkpoint_delay_ms, **(parameters or {}))
-        uri = f"tcp:{_host(checkpoint_host)}:{migration_port}"
-        primary.execute("migrate", {"uri": uri})
-        res.actions.append(f"migrate {uri}")
-    except Exception:
-        _undo_protect(primary, was_running, bool(added_proxy))
-        raise
-    try:
-        res.colo_after_migrate_s = wait_colo(primary, secondary, timeout)
-    except ColoError as exc:
-        # A failed migration leaves the (stopped) source paused: resume it alone.
-        if migrate_status(primary) in ("failed", "cancelled"):
-            _undo_protect(primary, was_running, bool(added_proxy))
-            raise ColoError(f"{exc}; {SECONDARY_HINT.format(addr=checkpoint_host)}") from None
-        raise
-    pauses = pauses_from_events([e for e in primary.events() if e.get("event") in ("STOP", "RESUME")], since=wall)
-    res.guest_pause_ms = pauses[0] if pauses else None
-    res.duration_s = time.monotonic() - t0
-    return res
+            _wait_colo(qmp, res, timeout)
+        except ColoError as exc:
+            if qmp.execute("query-migrate").get("status") in ("failed", "cancelled"):
+                raise ColoError(f"{exc}; {SECONDARY_HINT.format(addr=host)}") from None
+            raise
+        found = pauses_from_events(pauses.events)
+    res.guest_pause_ms = found[0] if found else None
+    return [f"migrate {uri}"]
+
+
+def _wait_colo(qmp: QMPClient, res: ProtectResult, timeout: float) -> list[str]:
+    res.colo_after_migrate_s = wait_colo(qmp, None, timeout)
+    return []
 
 
 def _undo_protect(primary: QMPClient, was_running: bool, drop_proxy: bool) -> None:
-    """Best effort: no half-attached replication or proxy this call added, guest running again."""
+    """Best effort after a failed protection: no half-attached replication or proxy that it
+    added, guest running again (a failed migration leaves the stopped source paused)."""
     try:
+        if primary.execute("query-migrate").get("status") in MIGRATING:
+            return  # still migrating: the caller's error says so; cancelling is the user's call
         replication.detach(primary)
         if drop_proxy:
-            proxy.remove_primary(primary)
+            cleanup = Plan()
+            proxy.plan_remove_primary(cleanup, state.read(primary))
+            cleanup.apply(primary)
         if was_running and not primary.execute("query-status")["running"]:
             primary.execute("cont")
     except ColoError:
         pass  # the original error matters more
 
 
-def boot_under_colo(
-    primary: QMPClient,
-    secondary: QMPClient | None,
-    checkpoint_host: str,
-    nbd_port: int = replication.NBD_PORT,
-    migration_port: int = MIGRATION_PORT,
-    checkpoint_delay_ms: int = DEFAULT_CHECKPOINT_DELAY_MS,
-    parameters: dict[str, Any] | None = None,
-    timeout: float = 120.0,
-    allow_unsupported: bool = False,
-) -> ProtectResult:
+def plan_release(st: VMState, role: str | None = None) -> Plan:
+    """The primary drops its secondary and leaves COLO, guest running.
+
+    Order of docs/qemu-colo.md: replication child, proxy objects, then
+    x-colo-lost-heartbeat; without it the primary holds packets until
+    colo-compare's timeout.
+    """
+    if st.mode == "secondary" or (role == "secondary" and st.last_mode == "none"):
+        raise ColoError("this VM is the COLO secondary: stop protection on the primary "
+                        "(state=unprotected there) and stop this VM with colo.ft.vm state=stopped")
+    out = Plan()
+    replication.plan_detach(out, st)
+    proxy.plan_remove_primary(out, st)
+    if st.mode == "primary":
+        out.add(lost_heartbeat, "x-colo-lost-heartbeat")
+        out.add(wait_running)
+    return out
+
+
+# -- the runtime API: read, plan, apply ---------------------------------------------------------
+
+
+def prepare_secondary(secondary: QMPClient, checkpoint_host: str, nbd_port: int = replication.NBD_PORT,
+                      migration_port: int = MIGRATION_PORT) -> list[str]:
+    """Capabilities, NBD export, and the incoming migration if QEMU was started with -incoming defer."""
+    return plan_ready(state.read(secondary), None, checkpoint_host, nbd_port, migration_port).apply(secondary)
+
+
+def protect(primary: QMPClient, secondary: QMPClient | None, checkpoint_host: str,
+            nbd_port: int = replication.NBD_PORT, migration_port: int = MIGRATION_PORT,
+            checkpoint_delay_ms: int | None = None, timeout: float = 600.0, allow_unsupported: bool = False,
+            progress: replication.Progress | None = None, proxy_spec: VMSpec | None = None,
+            boot: bool = False) -> ProtectResult:
+    """Make a running primary fault tolerant with a freshly started secondary.
+
+    checkpoint_host is the secondary's address on the checkpoint link (NBD and migration
+    listen there). The guest keeps running except for the stop between the end of the
+    disk copy and the start of COLO (the first full RAM copy happens in it).
+    secondary: its QMP client, or None when it runs on another host and was readied there
+    (prepare_secondary); then only the primary is awaited.
+    proxy_spec: hot-add the proxy objects a primary of this spec has (for a VM not started
+    as primary: re-protection); its ports and checkpoint delay are used.
+    """
+    t0 = time.monotonic()
+    spec = proxy_spec or VMSpec(name="protect", disk="", mac="")
+    overrides = {"nbd_port": nbd_port, "migration_port": migration_port, "checkpoint_delay_ms": checkpoint_delay_ms}
+    spec = VMSpec.from_dict({**spec.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+    warnings: list[str] = []
+    if secondary is not None:
+        ready = plan_ready(state.read(secondary), None, checkpoint_host, spec.nbd_port, spec.migration_port,
+                           allow_unsupported)
+        if primary.version != secondary.version:
+            warnings.append(f"QEMU versions differ: primary {primary.version}, secondary {secondary.version}")
+    plan = plan_protect(state.read(primary), spec, checkpoint_host, timeout, allow_unsupported,
+                        add_proxy=proxy_spec is not None, progress=progress, boot=boot)
+    res = plan.result
+    res.warnings += warnings
+    if plan.changed and secondary is not None:
+        res.actions += ready.apply(secondary)
+    res.actions += plan.apply(primary)
+    if secondary is not None and plan.changed:
+        wait_colo(primary, secondary, timeout)
+    res.duration_s = time.monotonic() - t0
+    return res
+
+
+def boot_under_colo(primary: QMPClient, secondary: QMPClient | None, checkpoint_host: str,
+                    nbd_port: int = replication.NBD_PORT, migration_port: int = MIGRATION_PORT,
+                    checkpoint_delay_ms: int | None = None, timeout: float = 120.0,
+                    allow_unsupported: bool = False) -> ProtectResult:
     """Opt-in: start COLO before the guest boots (primary started with -S).
 
     Both disks must already be identical (copies of one image), so no resync.
     secondary: as for protect() (None: prepared on its own host).
     """
-    t0 = time.monotonic()
-    res = ProtectResult(warnings=[BOOT_UNDER_COLO_WARNING])
-    res.warnings += check_version(primary, allow_unsupported)
-    if secondary is not None:
-        check_version(secondary, allow_unsupported)
-    if in_colo(primary, "primary"):
-        return res
-    if migrate_status(primary) in MIGRATING:
-        res.colo_after_migrate_s = wait_colo(primary, secondary, timeout)
-        res.duration_s = time.monotonic() - t0
-        return res
-    status = primary.execute("query-status")["status"]
-    if status != "prelaunch":
-        raise ColoError(f"boot under COLO needs a primary started with -S (it is {status}); use protect()")
-    if secondary is not None:
-        res.actions += prepare_secondary(secondary, checkpoint_host, nbd_port, migration_port)
-    res.actions += replication.attach(primary, checkpoint_host, nbd_port)
-    res.actions += set_capabilities(primary)
-    res.actions += set_parameters(primary, checkpoint_delay_ms, **(parameters or {}))
-    uri = f"tcp:{_host(checkpoint_host)}:{migration_port}"
-    primary.execute("migrate", {"uri": uri})
-    res.actions.append(f"migrate {uri}")
-    res.colo_after_migrate_s = wait_colo(primary, secondary, timeout)
-    res.duration_s = time.monotonic() - t0
-    return res
-
-
-# -- stop ------------------------------------------------------------------------------
+    return protect(primary, secondary, checkpoint_host, nbd_port, migration_port, checkpoint_delay_ms, timeout,
+                   allow_unsupported, boot=True)
 
 
 def release_primary(primary: QMPClient) -> list[str]:
-    """The primary drops its secondary and leaves COLO, guest running.
-
-    Order of colo-facts.md: replication child, proxy objects, then
-    x-colo-lost-heartbeat; without it the primary holds packets until
-    colo-compare's timeout.
-    """
-    done = replication.detach(primary)
-    done += proxy.remove_primary(primary)
-    if colo_status(primary)["mode"] == "primary":
-        primary.execute("x-colo-lost-heartbeat")
-        done.append("x-colo-lost-heartbeat")
-        wait_mode_none(primary)
-        # COLO mode reads "none" as soon as the heartbeat is handled, but a
-        # checkpoint that was under way (or stuck on a dead secondary) keeps the
-        # guest stopped until the COLO thread exits and resumes it.
-        wait_running(primary)
-    return done
-
-
-def wait_mode_none(qmp: QMPClient, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while colo_status(qmp)["mode"] != "none":
-        if time.monotonic() > end:
-            raise ColoError(f"QEMU still in COLO {timeout:g}s after x-colo-lost-heartbeat")
-        time.sleep(0.02)
-
-
-def wait_running(qmp: QMPClient, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while True:
-        st = qmp.execute("query-status")
-        if st["running"]:
-            return
-        if time.monotonic() > end:
-            raise ColoError(f"the guest is {st['status']} {timeout:g}s after leaving COLO, not running")
-        time.sleep(0.02)
+    return plan_release(state.read(primary)).apply(primary)
 
 
 def stop_protection(primary: QMPClient, secondary: QMPClient | None = None) -> list[str]:
     """End COLO on purpose: the secondary QEMU quits first (so it can never take
     over), then the primary carries on alone."""
-    if colo_status(primary)["mode"] == "secondary":
-        raise ColoError("stop_protection() runs on the primary; this VM is the COLO secondary")
+    plan = plan_release(state.read(primary))
     done: list[str] = []
     if secondary is not None:
         try:
@@ -449,5 +433,4 @@ def stop_protection(primary: QMPClient, secondary: QMPClient | None = None) -> l
             except QMPConnectionError:
                 pass  # QEMU may close the socket before answering
             done.append("quit secondary")
-    done += release_primary(primary)
-    return done
+    return done + plan.apply(primary)

@@ -6,27 +6,31 @@ colo-compare comp0, which also gets the secondary's output on compare1 and
 releases a packet once both sides agree (else a checkpoint follows). Secondary side: f1 injects the
 mirrored packets, f2 sends the output back, rew0 fixes TCP sequence numbers.
 
-vm.py defines these chardevs/objects once (command line of a fresh VM);
-this module hot-adds the same definitions for re-protection and removes
-them at failover. Everything is idempotent: /objects and query-chardev are
-read first.
+devices.py defines these chardevs/objects once (command line of a fresh VM);
+the planners here hot-add the same definitions for re-protection and remove
+them at failover: a step for each chardev or object that is missing (or
+present), decided from a VMState, so a second run plans nothing.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import (
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import (
     COMPARE_ID,
+    FILTER_TYPES,
     IOTHREAD_ID,
     ChardevDef,
     ObjectDef,
-    VMSpec,
     primary_chardevs,
     primary_objects,
+    secondary_chardevs,
+    secondary_objects,
 )
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
+from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Plan, send
+from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 REWRITER = "rew0"
 # Deletion order: comp0 holds iothread1 and the compare chardevs, so it goes first.
@@ -36,108 +40,78 @@ PRIMARY_CHARDEVS = ("mirror0", "compare1", "compare0", "compare0-0", "compare_ou
 # TCP connections opened while it was the secondary.
 SECONDARY_OBJECTS = ("f2", "f1")
 SECONDARY_CHARDEVS = ("red1", "red0")
-FILTER_TYPES = ("filter-mirror", "filter-redirector", "filter-rewriter")
 
 
-@dataclass(frozen=True)
-class CompareOptions:
-    """colo-compare tuning; None keeps QEMU's default."""
-
-    compare_timeout: int | None = None  # ms a packet waits for its twin before release (QEMU: 3000)
-    expired_scan_cycle: int | None = None  # ms between scans for expired packets (QEMU: 3000)
-    max_queue_size: int | None = None  # packets queued per connection (QEMU: 1024)
-
-    def props(self) -> dict[str, int]:
-        return {k: v for k, v in vars(self).items() if v is not None}
-
-
-def objects(qmp: QMPClient) -> dict[str, str]:
-    """{id: QOM type} of the objects under /objects."""
-    out: dict[str, str] = {}
-    for prop in qmp.execute("qom-list", {"path": "/objects"}):
-        t = prop.get("type", "")
-        if t.startswith("child<"):
-            out[prop["name"]] = t[len("child<"):-1]
-    return out
-
-
-def chardevs(qmp: QMPClient) -> set[str]:
-    return {c["label"] for c in qmp.execute("query-chardev")}
-
-
-def object_args(
-    defs: Iterable[ObjectDef], before: str | None = None, compare: CompareOptions | None = None
-) -> list[dict[str, Any]]:
-    """object-add arguments: filters inserted before `before` if given, comp0 tuned."""
+def object_args(defs: Iterable[ObjectDef], before: str | None = None) -> list[dict[str, Any]]:
+    """object-add arguments, filters inserted before `before` if given."""
     out = []
     for d in defs:
         extra: dict[str, Any] = {}
         if before and d.qom_type in FILTER_TYPES:
             extra = {"insert": "before", "position": f"id={before}"}
-        if d.qom_type == "colo-compare" and compare is not None:
-            extra.update(compare.props())
         out.append(d.qmp(**extra))
     return out
 
 
-def add(
-    qmp: QMPClient, cdefs: Iterable[ChardevDef], odefs: Iterable[ObjectDef], compare: CompareOptions | None = None
-) -> list[str]:
-    """Create the missing chardevs then objects, in order.
+def definitions(spec: VMSpec, side: str) -> tuple[list[ChardevDef], list[ObjectDef]]:
+    """The chardevs and objects of one side's proxy (the secondary's rew0 is never hot-added)."""
+    if side == "primary":
+        return primary_chardevs(spec), primary_objects(spec)
+    return secondary_chardevs(spec), [o for o in secondary_objects(spec) if o.id != REWRITER]
+
+
+def plan_add(plan: Plan, st: VMState, cdefs: Iterable[ChardevDef], odefs: Iterable[ObjectDef]) -> None:
+    """Steps creating the missing chardevs then objects, in order.
 
     A VM that carries rew0 (a former secondary) gets the new filters before
     it, so the guest's traffic is mirrored/compared before any rewriting.
     """
-    done: list[str] = []
-    have_cd = chardevs(qmp)
     for c in cdefs:
-        if c.id not in have_cd:
-            qmp.execute("chardev-add", c.qmp())
-            done.append(f"chardev-add {c.id}")
-    have = objects(qmp)
-    before = REWRITER if have.get(REWRITER) == "filter-rewriter" else None
-    for args in object_args(odefs, before, compare):
-        if args["id"] not in have:
-            qmp.execute("object-add", args)
+        if c.id not in st.chardevs:
+            plan.add(send("chardev-add", c.qmp(), f"chardev-add {c.id}"), f"chardev-add {c.id}")
+    before = REWRITER if st.objects.get(REWRITER) == "filter-rewriter" else None
+    for args in object_args(odefs, before):
+        if args["id"] not in st.objects:
             where = f" before {before}" if "position" in args else ""
-            done.append(f"object-add {args['qom-type']} {args['id']}{where}")
-    return done
+            text = f"object-add {args['qom-type']} {args['id']}{where}"
+            plan.add(send("object-add", args, text), text)
 
 
-def add_primary(qmp: QMPClient, spec: VMSpec, compare: CompareOptions | None = None) -> list[str]:
-    """Hot-add the proxy a primary of spec would have had on its command line.
-
-    spec.forward_addr must be this host's forward-link address (the new
-    secondary connects there).
-    """
-    return add(qmp, primary_chardevs(spec), primary_objects(spec), compare)
-
-
-def remove(qmp: QMPClient, object_ids: Iterable[str], chardev_ids: Iterable[str] = ()) -> list[str]:
-    """object-del then chardev-remove, each only if present, in the given order."""
-    done: list[str] = []
-    have = objects(qmp)
+def plan_remove(plan: Plan, st: VMState, object_ids: Iterable[str], chardev_ids: Iterable[str] = ()) -> None:
+    """Steps for object-del then chardev-remove, each only if present, in the given order."""
     for oid in object_ids:
-        if oid in have:
-            qmp.execute("object-del", {"id": oid})
-            done.append(f"object-del {oid}")
-    have_cd = chardevs(qmp)
+        if oid in st.objects:
+            plan.add(send("object-del", {"id": oid}, f"object-del {oid}"), f"object-del {oid}")
     for cid in chardev_ids:
-        if cid in have_cd:
-            qmp.execute("chardev-remove", {"id": cid})
-            done.append(f"chardev-remove {cid}")
-    return done
+        if cid in st.chardevs:
+            plan.add(send("chardev-remove", {"id": cid}, f"chardev-remove {cid}"), f"chardev-remove {cid}")
 
 
-def remove_primary(qmp: QMPClient, with_chardevs: bool = False) -> list[str]:
-    """comp0, iothread1, m0, redire0, redire1 (colo-facts' failover order).
+def plan_remove_primary(plan: Plan, st: VMState, with_chardevs: bool = False) -> None:
+    """comp0, iothread1, m0, redire0, redire1 (the failover order of docs/qemu-colo.md).
 
     The chardevs stay by default: a later re-protection reuses them and the
     new secondary reconnects to mirror0/compare1.
     """
-    return remove(qmp, PRIMARY_OBJECTS, PRIMARY_CHARDEVS if with_chardevs else ())
+    plan_remove(plan, st, PRIMARY_OBJECTS, PRIMARY_CHARDEVS if with_chardevs else ())
 
 
-def remove_secondary(qmp: QMPClient) -> list[str]:
+def plan_remove_secondary(plan: Plan, st: VMState) -> None:
     """f2, f1, then their chardevs red1, red0."""
-    return remove(qmp, SECONDARY_OBJECTS, SECONDARY_CHARDEVS)
+    plan_remove(plan, st, SECONDARY_OBJECTS, SECONDARY_CHARDEVS)
+
+
+def plan(st: VMState, spec: VMSpec, side: str, present: bool, with_chardevs: bool = False) -> Plan:
+    """colo.ft.proxy: one side's proxy present (what is missing is added) or absent."""
+    if side not in ("primary", "secondary"):
+        raise ColoError(f"VM {spec.name} was started as {side}: set side (primary or secondary)")
+    out = Plan()
+    if present:
+        if not spec.forward_addr:
+            raise ColoError("the proxy needs the primary's forward-link address: set forward_address")
+        plan_add(out, st, *definitions(spec, side))
+    elif side == "primary":
+        plan_remove_primary(out, st, with_chardevs)
+    else:
+        plan_remove_secondary(out, st)
+    return out

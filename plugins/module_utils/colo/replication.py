@@ -4,7 +4,8 @@ Secondary: active/hidden overlays and the NBD export of parent0.
 Primary: full resync of the secondary's disk (drive-mirror), then the
 replication0 child of the quorum colo-disk0 that copies every write.
 Each step looks at QEMU's state first and returns the actions it took:
-an empty list means nothing had to change.
+an empty list means nothing had to change. The plan_* functions decide
+from a VMState which of them a task needs (colo.ft.replication, protect).
 """
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import proc
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPError
+from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import DISK_ID, PARENT_ID, REPLICATION_NODE
+
+if TYPE_CHECKING:  # state.py reads the replication node through this module
+    from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
 
 DISK = DISK_ID  # quorum colo-disk0 on both sides
 EXPORT = PARENT_ID  # the secondary's copy of the disk, exported over NBD
@@ -302,3 +307,63 @@ def detach(qmp: QMPClient, disk: str = DISK, node: str = NODE) -> list[str]:
                 raise ColoError(f"cannot delete block node {node}: {out.strip()}") from None
         done.append(f"blockdev-del {node}")
     return done
+
+
+# -- plans -------------------------------------------------------------------------------------
+
+
+def plan_resync(out: Plan, st: VMState, host: str, port: int, run: Action) -> None:
+    """Full copy to the secondary by `run` (resync() or a wrapper of it), ending with the
+    guest paused; nothing while the replication child is attached."""
+    if st.child is not None:
+        return
+    texts = [] if any(j.get("device") == JOB for j in st.block_jobs) else [
+        f"drive-mirror {DISK} -> {nbd_uri(host, port, EXPORT)}"]
+    texts += ["stop"] if st.running else []
+    out.add(run, *texts, f"block-job-cancel {JOB}")
+
+
+def plan_attach(out: Plan, st: VMState, host: str, port: int) -> None:
+    if st.child is not None:
+        return
+    texts = [] if st.node_exists else [f"blockdev-add {NODE} -> {nbd_uri(host, port, EXPORT)}"]
+    out.add(lambda qmp: attach(qmp, host, port), *texts, f"x-blockdev-change {DISK} += {NODE}")
+
+
+def plan_export(out: Plan, st: VMState, host: str, port: int) -> None:
+    if EXPORT not in st.exports:
+        out.add(lambda qmp: ensure_nbd_export(qmp, host, port),
+                f"nbd-server-start {host}:{port}", f"nbd-server-add {EXPORT} writable")
+
+
+def plan_detach(out: Plan, st: VMState) -> None:
+    texts = [f"x-blockdev-change {DISK} -= {st.child}"] if st.child is not None else []
+    texts += [f"blockdev-del {NODE}"] if st.node_exists else []
+    if texts:
+        out.add(detach, *texts)
+
+
+def plan(st: VMState, role: str | None, state: str, host: str | None, port: int,
+         resync_disk: bool = True, timeout: float = 3600.0) -> Plan:
+    """colo.ft.replication: exported/stopped on the secondary, attached/detached on the primary."""
+    if state in ("exported", "stopped"):
+        if role != "secondary":
+            raise ColoError(f"state={state} runs on the secondary; this VM was started as {role}")
+    elif not st.has_quorum or st.mode == "secondary" or (role == "secondary" and st.last_mode == "none"):
+        what = "the COLO secondary" if st.mode == "secondary" or role == "secondary" else f"a {role} VM"
+        raise ColoError(f"state={state} runs on the primary; this VM is {what}")
+    if state in ("exported", "attached") and not host:
+        raise ColoError(f"state={state} needs the secondary's checkpoint-link address: set secondary_address")
+    out = Plan()
+    if state == "exported":
+        plan_export(out, st, host, port)
+    elif state == "stopped":
+        # A server left without export is invisible to queries: stop_nbd runs anyway (shown only with exports).
+        out.add(stop_nbd, *(["nbd-server-stop"] if st.exports else []))
+    elif state == "attached":
+        if resync_disk:
+            plan_resync(out, st, host, port, lambda qmp: resync(qmp, host, port, timeout=timeout))
+        plan_attach(out, st, host, port)
+    else:
+        plan_detach(out, st)
+    return out

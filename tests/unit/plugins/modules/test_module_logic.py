@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import failover
+from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, failover, proxy, replication
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, InvalidSpec, LaunchError
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import existing_verdict
+from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, qemu_argv
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMMON_ARGS,
@@ -17,15 +18,8 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     PLACEMENT_ARGS,
     VM_SPEC_ARGS,
     apply_vm_dict,
-    check_secondary_lost_side,
-    compare_options,
     image_problems,
-    predict_primary_lost,
-    predict_protect,
-    predict_proxy,
-    predict_ready,
-    predict_release,
-    predict_replication,
+    settings_overrides,
     spec_from_params,
     spec_summary,
     stub_spec,
@@ -108,10 +102,14 @@ def test_stub_spec_locates_state_only():
     assert s.qmp_path == "/run/x/guest1/qmp.sock"
 
 
-def test_compare_options():
-    assert compare_options({"compare_timeout": None, "expired_scan_cycle": None, "max_queue_size": None}) is None
-    c = compare_options({"compare_timeout": 2000, "expired_scan_cycle": None, "max_queue_size": 64})
-    assert c.props() == {"compare_timeout": 2000, "max_queue_size": 64}
+def test_settings_overrides_leave_the_recorded_ones_where_unset():
+    spec = spec_from_params(params(forward_address="10.0.0.1", checkpoint_delay_ms=1500, compare_timeout=900))
+    over = settings_overrides({"checkpoint_delay_ms": None, "compare_timeout": 2000, "expired_scan_cycle": None,
+                               "max_queue_size": 64})
+    new = with_overrides(spec, **over)
+    assert (new.checkpoint_delay_ms, new.compare_timeout, new.max_queue_size) == (1500, 2000, 64)
+    with pytest.raises(InvalidSpec, match="max_queue_size"):
+        with_overrides(spec, max_queue_size=0)
 
 
 # -- files checked before a start ------------------------------------------------------------
@@ -177,106 +175,167 @@ def test_verdict_refuses_other_vm_and_mute_process():
         existing_verdict(spec, "primary", None, 42, record, None, want)
 
 
-# -- checkpoint / failover / replication / proxy predictions ----------------------------------
+# -- the plans behind check mode: checkpoint / failover / replication / proxy ------------------
 
 
 def snap(mode="none", last="none", status="running", migrate=None, caps=None, exports=(), child=None,
          node=False, objects=None, chardevs=(), quorum=True, version=(11, 1, 3)):
-    return {
-        "version": version,
-        "colo": {"mode": mode, "last-mode": last, "reason": "none"},
-        "migrate": migrate or {},
-        "run": {"status": status, "running": status == "running"},
-        "caps": caps or {"x-colo": False, "return-path": False},
-        "exports": list(exports),
-        "node_exists": node,
-        "objects": objects or {},
-        "chardevs": list(chardevs),
-        "child": child,
-        "has_quorum": quorum,
-    }
+    return VMState(version=version, mode=mode, last_mode=last, migration=migrate or {}, run_state=status,
+                   running=status == "running", caps=caps or {"x-colo": False, "return-path": False},
+                   exports=tuple(exports), node_exists=node, has_quorum=quorum,
+                   quorum_children={child: "replication0"} if child else {}, objects=objects or {},
+                   chardevs=tuple(chardevs))
 
 
 READY_CAPS = {"x-colo": True, "return-path": True}
+ADDR = "10.213.3.12"
 
 
-def test_predict_ready():
-    assert predict_ready(snap(status="inmigrate")) is True
-    assert predict_ready(snap(status="inmigrate", caps=READY_CAPS, exports=["parent0"])) is True  # not listening
-    assert predict_ready(snap(status="inmigrate", caps=READY_CAPS, exports=["parent0"],
-                              migrate={"socket-address": [{"type": "inet"}]})) is False
-    assert predict_ready(snap(mode="secondary", status="running")) is False
-    with pytest.raises(ColoError, match="incoming migration"):
-        predict_ready(snap(status="running"))
-    # site.yml after a failover: the former secondary serves the guest; it points to reprotect.yml.
+def ready(st):
+    return checkpoint.plan_ready(st, "secondary", ADDR)
+
+
+def protect(st, **kw):
+    spec = VMSpec(name="guest1", disk="/d", mac="52:54:00:13:01:10", forward_addr="10.213.2.11", **kw)
+    return checkpoint.plan_protect(st, spec, ADDR)
+
+
+def test_plan_ready():
+    assert ready(snap(status="inmigrate")).describe() == [
+        "secondary: migrate-set-capabilities x-colo=on return-path=on",
+        f"secondary: nbd-server-start {ADDR}:9999", "secondary: nbd-server-add parent0 writable",
+        f"secondary: migrate-incoming tcp:{ADDR}:9998"]
+    assert ready(snap(status="inmigrate", caps=READY_CAPS, exports=["parent0"])).changed is True  # not listening
+    assert ready(snap(status="inmigrate", caps=READY_CAPS, exports=["parent0"],
+                      migrate={"socket-address": [{}]})).changed is False
+    assert ready(snap(mode="secondary", status="running")).changed is False
+    with pytest.raises(ColoError, match="not waiting for an incoming migration"):
+        ready(snap(status="running"))
     with pytest.raises(ColoError, match="took over the guest after a failover.*reprotect.yml"):
-        predict_ready(snap(status="running", last="secondary"))
+        ready(snap(status="running", last="secondary"))
+    with pytest.raises(ColoError, match="runs on the secondary"):
+        checkpoint.plan_ready(snap(status="inmigrate"), "primary", ADDR)
 
 
-def test_predict_ready_refuses_broken_qemu():
-    with pytest.raises(ColoError, match="known broken"):
-        predict_ready(snap(status="inmigrate", version=(10, 0, 13)))
+def test_plan_ready_refuses_broken_qemu():
+    with pytest.raises(ColoError):
+        ready(snap(status="inmigrate", version=(10, 0, 13)))
 
 
-def test_predict_protect():
-    assert predict_protect(snap()) is True
-    assert predict_protect(snap(mode="primary", migrate={"status": "colo"})) is False
-    assert predict_protect(snap(mode="none", last="secondary")) is True  # re-protection of a survivor
-    with pytest.raises(ColoError, match="secondary"):
-        predict_protect(snap(mode="secondary"))
+def test_plan_protect():
+    fresh = protect(snap())
+    assert fresh.changed is True
+    steps = fresh.describe()
+    assert steps[:3] == [f"drive-mirror colo-disk0 -> nbd://{ADDR}:9999/parent0", "stop", "block-job-cancel resync"]
+    assert f"blockdev-add replication0 -> nbd://{ADDR}:9999/parent0" in steps
+    assert "object-add colo-compare comp0" in steps and steps[-1] == f"migrate tcp:{ADDR}:9998"
+    assert "migrate-set-parameters x-checkpoint-delay=2000" in steps
+    protected = snap(mode="primary", migrate={"status": "colo"})
+    assert protect(protected).changed is False
+    assert protect(snap(mode="none", last="secondary")).changed is True  # re-protection of a survivor
+    with pytest.raises(ColoError):
+        protect(snap(mode="secondary"))
 
 
-def test_predict_release():
-    fresh_primary = snap(objects={"comp0": "colo-compare", "m0": "filter-mirror"})
-    assert predict_release(fresh_primary) is True
-    assert predict_release(snap(mode="primary")) is True
-    assert predict_release(snap(child="children.1")) is True
-    assert predict_release(snap(node=True)) is True
-    assert predict_release(snap(last="primary", objects={"rew0": "filter-rewriter"})) is False
+def test_plan_protect_on_a_protected_pair_only_moves_the_delay():
+    st = snap(mode="primary", migrate={"status": "colo"})
+    st = VMState(**{**st.__dict__, "params": {"x-checkpoint-delay": 2000}})
+    assert protect(st).describe() == []
+    assert protect(st, checkpoint_delay_ms=500).describe() == ["migrate-set-parameters x-checkpoint-delay=500"]
+
+
+def test_plan_release():
+    fresh_primary = snap(objects={"comp0": "colo-compare"})
+    assert checkpoint.plan_release(fresh_primary).changed is True
+    assert checkpoint.plan_release(snap(mode="primary")).describe() == ["x-colo-lost-heartbeat"]
+    assert checkpoint.plan_release(snap(child="children.1")).changed is True
+    assert checkpoint.plan_release(snap(node=True)).changed is True
+    assert checkpoint.plan_release(snap(last="primary", objects={"rew0": "filter-rewriter"})).changed is False
 
 
 def test_secondary_lost_side():
     with pytest.raises(failover.WrongSide):
-        check_secondary_lost_side(snap(mode="secondary"))
+        failover.plan_secondary_lost(snap(mode="secondary"))
     with pytest.raises(failover.WrongSide):
-        check_secondary_lost_side(snap())
-    check_secondary_lost_side(snap(last="primary"))
-    check_secondary_lost_side(snap(child="children.1"))
-    check_secondary_lost_side(snap(mode="primary"))
+        failover.plan_secondary_lost(snap())
+    failover.plan_secondary_lost(snap(last="primary"))
+    failover.plan_secondary_lost(snap(child="children.1"))
+    failover.plan_secondary_lost(snap(mode="primary"))
 
 
-def test_predict_primary_lost():
+def lost_primary(st, tap_bridge, client_bridge):
+    tap = "colo-guest1" if client_bridge else None
+    return failover.plan_primary_lost(st, tap, tap_bridge, client_bridge, "br1").changed
+
+
+def test_plan_primary_lost():
     with pytest.raises(failover.WrongSide):
-        predict_primary_lost(snap(mode="primary"), "br1", "br0")
+        lost_primary(snap(mode="primary"), "br1", "br0")
     with pytest.raises(failover.WrongSide):
-        predict_primary_lost(snap(), "br1", "br0")
-    assert predict_primary_lost(snap(mode="secondary"), "br1", "br0") is True
-    done = snap(last="secondary", objects={"rew0": "filter-rewriter"})
-    assert predict_primary_lost(done, "br0", "br0") is False
-    assert predict_primary_lost(done, None, None) is False  # tap not moved
-    assert predict_primary_lost(done, "br1", "br0") is True  # tap still to move
-    assert predict_primary_lost(snap(last="secondary", exports=["parent0"]), "br0", "br0") is True
-    assert predict_primary_lost(snap(last="secondary", objects={"f1": "filter-redirector"}), "br0", "br0") is True
-    assert predict_primary_lost(snap(last="secondary", chardevs=["red0"]), "br0", "br0") is True
+        lost_primary(snap(), "br1", "br0")
+    assert lost_primary(snap(mode="secondary"), "br1", "br0") is True
+    done = snap(last="secondary")
+    assert lost_primary(done, "br0", "br0") is False
+    assert lost_primary(done, None, None) is False  # tap not moved
+    assert lost_primary(done, "br1", "br0") is True  # tap still to move
+    assert lost_primary(snap(last="secondary", exports=["parent0"]), "br0", "br0") is True
+    assert lost_primary(snap(last="secondary", objects={"f1": "filter-redirector"}), "br0", "br0") is True
+    assert lost_primary(snap(last="secondary", chardevs=["red0"]), "br0", "br0") is True
+    with pytest.raises(ColoError, match="expected br1 or br0"):
+        lost_primary(snap(mode="secondary"), "br7", "br0")
 
 
-def test_predict_replication():
-    assert predict_replication(snap(), "exported") is True
-    assert predict_replication(snap(exports=["parent0"]), "exported") is False
-    assert predict_replication(snap(exports=["parent0"]), "stopped") is True
-    assert predict_replication(snap(), "stopped") is False
-    assert predict_replication(snap(), "attached") is True
-    assert predict_replication(snap(child="children.1"), "attached") is False
-    assert predict_replication(snap(node=True), "detached") is True
-    assert predict_replication(snap(), "detached") is False
+def test_plan_primary_lost_lists_the_takeover_in_order():
+    steps = failover.plan_primary_lost(snap(mode="secondary", exports=["parent0"], objects={
+        "f1": "filter-redirector", "f2": "filter-redirector", "rew0": "filter-rewriter"},
+        chardevs=["red0", "red1"]), "colo-guest1", "br1", "br0", "br1").describe()
+    assert steps == ["nbd-server-stop", "x-colo-lost-heartbeat", "ip link set colo-guest1 master br0 (was br1)",
+                     "object-del f2", "object-del f1", "chardev-remove red1", "chardev-remove red0", "announce-self"]
 
 
-def test_predict_proxy():
+@pytest.mark.parametrize("st,side", [
+    (snap(mode="secondary"), "primary"),
+    (snap(last="secondary"), "primary"),
+    (snap(mode="primary"), "secondary"),
+    (snap(last="primary"), "secondary"),
+    (snap(), "secondary"),
+    (snap(mode="primary", last="secondary"), "secondary"),  # a reprotected survivor is primary now
+])
+def test_lost_auto_follows_the_colo_state(st, side):
+    assert failover.lost_side(st) == side
+
+
+def test_plan_replication():
+    def changed(st, state, role="primary"):
+        if state in ("exported", "stopped"):
+            role = "secondary"
+        return replication.plan(st, role, state, ADDR, 9999).changed
+    assert changed(snap(), "exported") is True
+    assert changed(snap(exports=["parent0"]), "exported") is False
+    assert changed(snap(exports=["parent0"]), "stopped") is True
+    assert changed(snap(), "stopped") is False
+    assert changed(snap(), "attached") is True
+    assert changed(snap(child="children.1"), "attached") is False
+    assert changed(snap(node=True), "detached") is True
+    assert changed(snap(), "detached") is False
+    with pytest.raises(ColoError, match="runs on the secondary"):
+        replication.plan(snap(), "primary", "exported", ADDR, 9999)
+    with pytest.raises(ColoError, match="runs on the primary"):
+        replication.plan(snap(mode="secondary"), "secondary", "attached", ADDR, 9999)
+
+
+def test_plan_proxy():
+    spec = VMSpec(name="guest1", disk="/d", mac="52:54:00:13:01:10", forward_addr="10.213.2.11")
     full = snap(objects={"m0": "filter-mirror"}, chardevs=["mirror0"])
-    assert predict_proxy(full, "present", ["mirror0"], ["m0"]) is False
-    assert predict_proxy(full, "present", ["mirror0", "compare1"], ["m0"]) is True
-    assert predict_proxy(full, "absent", [], ["m0"]) is True
-    assert predict_proxy(full, "absent", [], ["comp0"]) is False
+    present = proxy.plan(full, spec, "primary", True).describe()
+    assert "chardev-add mirror0" not in present and "object-add filter-mirror m0" not in present
+    assert "chardev-add compare1" in present
+    assert proxy.plan(full, spec, "primary", False).describe() == ["object-del m0"]
+    assert proxy.plan(snap(), spec, "primary", False).changed is False
+    former_secondary = snap(objects={"rew0": "filter-rewriter"})
+    assert "object-add filter-mirror m0 before rew0" in proxy.plan(former_secondary, spec, "primary", True).describe()
+    with pytest.raises(ColoError, match="set side"):
+        proxy.plan(full, spec, "plain", True)
 
 
 # -- info -------------------------------------------------------------------------------------------

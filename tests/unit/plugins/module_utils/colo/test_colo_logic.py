@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proxy, replication, status
+from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proxy, replication
+from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import UnsupportedQemu
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, primary_objects
 
@@ -134,8 +135,7 @@ def test_filters_go_before_rew0_on_a_former_secondary():
 
 
 def test_fresh_primary_has_no_position_and_compare_gets_options():
-    opts = proxy.CompareOptions(compare_timeout=1000, max_queue_size=2048)
-    args = proxy.object_args(primary_objects(spec()), None, opts)
+    args = proxy.object_args(primary_objects(spec(compare_timeout=1000, max_queue_size=2048)), None)
     assert all("position" not in a for a in args)
     comp = next(a for a in args if a["id"] == "comp0")
     assert comp["compare_timeout"] == 1000 and comp["max_queue_size"] == 2048 and "expired_scan_cycle" not in comp
@@ -158,10 +158,10 @@ def test_deletion_order_starts_with_compare():
 
 
 def test_role_names():
-    assert status.role_of({"mode": "primary"}, True) == "primary"
-    assert status.role_of({"mode": "secondary"}, False) == "secondary"
-    assert status.role_of({"mode": "none"}, True) == "primary-unprotected"
-    assert status.role_of({"mode": "none"}, False) == "standalone"
+    assert VMState(mode="primary", quorum_children={"children.1": "replication0"}).role == "primary"
+    assert VMState(mode="secondary").role == "secondary"
+    assert VMState(mode="none", quorum_children={"children.1": "replication0"}).role == "primary-unprotected"
+    assert VMState(mode="none").role == "standalone"
 
 
 def test_percentile_is_nearest_rank():

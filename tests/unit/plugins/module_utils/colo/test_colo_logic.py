@@ -5,7 +5,8 @@ import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proxy, replication, status
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import UnsupportedQemu
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, primary_objects
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import primary_objects
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 
 # -- capabilities -----------------------------------------------------------------

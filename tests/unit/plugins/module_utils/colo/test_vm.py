@@ -1,18 +1,13 @@
-"""VMSpec validation and the QEMU argv of each role, option by option (docs colo-facts)."""
+"""VMSpec validation and the QEMU argv of each role, option by option (docs/qemu-colo.md, "Primary command line", "Secondary command line")."""
 from __future__ import annotations
 
 import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import (
-    VMSpec,
-    primary_chardevs,
-    primary_objects,
-    qemu_argv,
-    replication_blockdev,
-    secondary_objects,
-    tap_plumbing,
-)
+from ansible_collections.colo.ft.plugins.module_utils.colo.argv import qemu_argv
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import primary_chardevs, primary_objects, replication_blockdev, secondary_objects
+from ansible_collections.colo.ft.plugins.module_utils.colo.host import tap_plumbing
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 FWD = "10.213.2.11"
 CKPT = "10.213.3.12"

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import launcher as lau
+from ansible_collections.colo.ft.plugins.module_utils.colo import process, records
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec, LaunchError
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
@@ -19,26 +20,26 @@ def spec(tmp_path, **kw) -> VMSpec:
 
 
 def test_same_argv_ignores_resolved_binary_path():
-    assert lau.same_argv(["/usr/bin/qemu-system-x86_64", "-m", "256"], ["qemu-system-x86_64", "-m", "256"])
-    assert not lau.same_argv(["/usr/bin/qemu-system-x86_64", "-m", "512"], ["qemu-system-x86_64", "-m", "256"])
-    assert not lau.same_argv(None, ["qemu-system-x86_64"])
-    assert not lau.same_argv(["qemu-system-x86_64"], ["qemu-system-x86_64", "-S"])
+    assert process.same_argv(["/usr/bin/qemu-system-x86_64", "-m", "256"], ["qemu-system-x86_64", "-m", "256"])
+    assert not process.same_argv(["/usr/bin/qemu-system-x86_64", "-m", "512"], ["qemu-system-x86_64", "-m", "256"])
+    assert not process.same_argv(None, ["qemu-system-x86_64"])
+    assert not process.same_argv(["qemu-system-x86_64"], ["qemu-system-x86_64", "-S"])
 
 
 def test_pid_alive_and_zombies():
-    assert lau.pid_alive(os.getpid())
+    assert process.pid_alive(os.getpid())
     child = subprocess.Popen(["true"])
     os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
-    assert not lau.pid_alive(child.pid)
+    assert not process.pid_alive(child.pid)
     child.wait()
 
 
 def test_differences_names_each_field(tmp_path):
     old = spec(tmp_path)
     new = spec(tmp_path, memory_mib=512)
-    text = lau._differences({"role": "secondary", "spec": old.to_dict()}, new, "primary")
+    text = records._differences({"role": "secondary", "spec": old.to_dict()}, new, "primary")
     assert text == "role secondary (asked primary); memory_mib 256 (asked 512)"
-    assert "no matching spec.json" in lau._differences({}, new, "primary")
+    assert "no matching spec.json" in records._differences({}, new, "primary")
 
 
 def test_status_of_unknown_vm(tmp_path):
@@ -60,9 +61,9 @@ def test_start_rejects_bad_role_and_spec(tmp_path):
 
 
 def test_find_unknown(tmp_path):
-    with pytest.raises(LaunchError, match="no VM 'ghost' was started here"):
+    with pytest.raises(LaunchError, match="no VM 'ghost' was started on this host"):
         lau.Launcher(use_systemd=False).find("ghost", state_root=str(tmp_path))
 
 
 def test_find_qemu_pids_none(tmp_path):
-    assert lau.find_qemu_pids(spec(tmp_path)) == []
+    assert process.find_qemu_pids(spec(tmp_path)) == []

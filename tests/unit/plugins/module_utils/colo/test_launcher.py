@@ -67,3 +67,58 @@ def test_find_unknown(tmp_path):
 
 def test_find_qemu_pids_none(tmp_path):
     assert process.find_qemu_pids(spec(tmp_path)) == []
+
+
+# -- live settings: a running VM whose record differs only in them is the same VM --------
+
+
+def _record(spec_, role="primary"):
+    return {"role": role, "spec": spec_.to_dict(), "argv": [], "manager": "daemon"}
+
+
+def test_live_setting_changes(tmp_path):
+    old = spec(tmp_path)
+    assert records.live_setting_changes(_record(old), old) == {}
+    assert records.live_setting_changes(_record(old), spec(tmp_path, checkpoint_delay_ms=500)) == {
+        "checkpoint_delay_ms": 500}
+    assert records.live_setting_changes(_record(old), spec(tmp_path, memory_mib=512)) == {}
+    assert records.live_setting_changes(None, old) == {} and records.live_setting_changes({}, old) == {}
+
+
+def test_verdict_same_vm_with_other_live_setting(tmp_path):
+    old = spec(tmp_path)
+    new = spec(tmp_path, checkpoint_delay_ms=500)
+    assert records.existing_verdict(new, "primary", "u1", 42, _record(old), None, ["qemu"]) is True
+    with pytest.raises(LaunchError, match="memory_mib 256 .asked 512"):
+        records.existing_verdict(spec(tmp_path, memory_mib=512, checkpoint_delay_ms=500), "primary", "u1", 42,
+                                 _record(old), None, ["qemu"])
+
+
+def test_start_records_changed_live_settings(tmp_path, monkeypatch):
+    old = spec(tmp_path)
+    os.makedirs(old.state_dir)
+    records.write_json(old.spec_path, dict(_record(old), started_at="then"))
+    launcher = lau.Launcher(use_systemd=False)
+    monkeypatch.setattr(launcher, "plan_start", lambda s, role, argv: (True, 42))
+    res = launcher.start(spec(tmp_path, checkpoint_delay_ms=500), "primary")
+    assert res.changed and res.updated == ["checkpoint_delay_ms 2000 -> 500"] and res.pid == 42
+    assert "checkpoint_delay_ms 2000 -> 500" in res.message
+    rec = lau.read_record(old)
+    assert rec["spec"]["checkpoint_delay_ms"] == 500 and rec["started_at"] == "then" and rec["role"] == "primary"
+    again = launcher.start(spec(tmp_path, checkpoint_delay_ms=500), "primary")
+    assert not again.changed and again.updated == [] and again.message == "VM u1 is already running as primary"
+
+
+def test_find_returns_spec_record_and_status(tmp_path):
+    old = spec(tmp_path)
+    os.makedirs(old.state_dir)
+    records.write_json(old.spec_path, _record(old))
+    found, record, st = lau.Launcher(use_systemd=False).find("u1", state_root=str(tmp_path))
+    assert found == old and record["role"] == "primary" and not st.running and st.role == "primary"
+
+
+def test_known_vms(tmp_path):
+    for n in ("b", "a"):
+        os.makedirs(tmp_path / n)
+        (tmp_path / n / "spec.json").write_text("{}")
+    assert records.known_vms(str(tmp_path)) == ["a", "b"]

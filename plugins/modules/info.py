@@ -216,7 +216,7 @@ import threading
 from ansible_collections.colo.ft.plugins.module_utils.colo import guard
 from ansible_collections.colo.ft.plugins.module_utils.colo import status as colo_status
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
-from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import known_vms
+from ansible_collections.colo.ft.plugins.module_utils.colo.records import known_vms
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.summary import vm_entry
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import failover, guard, launcher
+from ansible_collections.colo.ft.plugins.module_utils.colo import failover, guard, records
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, InvalidSpec, LaunchError
 from ansible_collections.colo.ft.plugins.module_utils.colo.argv import qemu_argv
 from ansible_collections.colo.ft.plugins.module_utils.colo.records import existing_verdict
@@ -332,8 +332,8 @@ def test_vm_names(tmp_path):
         os.makedirs(tmp_path / n)
         (tmp_path / n / "spec.json").write_text("{}")
     os.makedirs(tmp_path / "junk")
-    assert launcher.known_vms(str(tmp_path)) == ["a", "b"]
-    assert launcher.known_vms(str(tmp_path / "missing")) == []
+    assert records.known_vms(str(tmp_path)) == ["a", "b"]
+    assert records.known_vms(str(tmp_path / "missing")) == []
 
 
 def test_qemu_info_not_installed():

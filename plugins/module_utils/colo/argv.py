@@ -44,7 +44,6 @@ def qemu_argv(spec: VMSpec, role: str, paused: bool = False, daemonize: bool = F
     from ansible_collections.colo.ft.plugins.module_utils.colo import devices  # pylint: disable=import-outside-toplevel
 
     spec.validate(role)
-    sd = spec.state_dir
     argv = [
         spec.qemu_binary,
         "-name", f"{opt(spec.name)},debug-threads=on",

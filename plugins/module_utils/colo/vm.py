@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec
-from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec
 
 Role = Literal["plain", "primary", "secondary"]
 ROLES: tuple[str, ...] = ("plain", "primary", "secondary")

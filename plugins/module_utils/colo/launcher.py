@@ -8,6 +8,9 @@ Where systemd is PID 1, QEMU runs as a transient unit colo-ft-<name>
 (systemd-run), so it outlives the Ansible module and is visible to systemctl;
 elsewhere (chroots, containers without systemd) QEMU daemonizes itself
 (-daemonize: the parent exits only after initialisation, with its status).
+
+The host side of a start (tap, overlays, free ports) is in host.py, the process
+helpers (pids, units) in process.py, the record and its verdicts in records.py.
 """
 from __future__ import annotations
 
@@ -126,7 +129,7 @@ class Launcher:
         pidfile without a process -> cleaned up, then started.
         paused: -S (boot under COLO). proxy=False: a primary without the
         filters/colo-compare, which hold all guest output until COLO runs
-        (see vm.qemu_argv); protection then hot-adds them.
+        (see argv.qemu_argv); protection then hot-adds them.
         """
         t0 = time.monotonic()
         if role not in ROLES:

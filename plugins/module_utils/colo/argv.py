@@ -124,4 +124,3 @@ def listen_ports(spec: VMSpec, role: str) -> list[tuple[str, str, int]]:
     if role == "secondary":
         return [("migration", spec.checkpoint_addr, spec.migration_port), ("NBD", spec.checkpoint_addr, spec.nbd_port)]
     return []
-

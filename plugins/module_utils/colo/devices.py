@@ -20,6 +20,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.vm import COMPARE_ID,
 FILTER_TYPES: tuple[str, ...] = ("filter-mirror", "filter-redirector", "filter-rewriter")
 PROXY_QOM_TYPES: tuple[str, ...] = ("colo-compare", *FILTER_TYPES, "iothread")
 
+
 @dataclass(frozen=True)
 class ChardevDef:
     """A socket chardev: TCP (host/port) or unix (path), server or client."""

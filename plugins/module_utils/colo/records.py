@@ -90,8 +90,6 @@ def known_vms(state_root: str = STATE_ROOT) -> list[str]:
     return [e for e in entries if os.path.isfile(os.path.join(state_root, e, "spec.json"))]
 
 
-
-
 def existing_verdict(spec: VMSpec, role: str, answered_name: str | None, pid: int | None,
                      record: dict[str, Any] | None, argv_now: list[str] | None, argv: list[str]) -> bool:
     """What is on spec's state directory, from what was found there: True if this VM already runs

@@ -30,7 +30,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import proc
-from ansible_collections.colo.ft.plugins.module_utils.colo.build_plan import Plan, Step, file_sha256, inputs, patch_digests, plan, read_stamp, steps, tail, tarball_name
+from ansible_collections.colo.ft.plugins.module_utils.colo.build_plan import (
+    Plan,
+    Step,
+    file_sha256,
+    inputs,
+    patch_digests,
+    plan,
+    read_stamp,
+    steps,
+    tail,
+    tarball_name,
+)
 from ansible_collections.colo.ft.plugins.module_utils.colo.build_spec import SAFE_PATH, STAMP_FORMAT, BuildError, BuildSpec
 
 

@@ -267,7 +267,7 @@ def stopped(module: ColoModule) -> dict:
     p = module.params
     try:
         spec, record, st = module.launcher.find(p["name"], p["state_root"])
-    except ColoError:  # no (usable) record: the paths are all a stop needs
+    except (ColoError, TypeError, ValueError):  # no (usable) record: the paths are all a stop needs
         spec, record = stub_spec(p["name"], p["state_root"]), {}
         st = module.launcher.status(spec)
     result: dict = {"changed": st.running, "elapsed_s": 0.0,

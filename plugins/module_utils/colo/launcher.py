@@ -166,7 +166,8 @@ class Launcher:
         updated = [f"{key} {record['spec'].get(key)} -> {value}" for key, value in changes.items()]
         message = f"VM {spec.name} is already running as {role}"
         if changes:
-            write_json(spec.spec_path, {**record, "spec": spec.to_dict()})
+            # Only the live settings: fields outside the command line keep what the VM was started with.
+            write_json(spec.spec_path, {**record, "spec": {**record["spec"], **changes}})
             message += "; recorded " + ", ".join(updated)
         return StartResult(bool(changes), spec.name, role, pid, self.manager, spec.qmp_path, message,
                            time.monotonic() - t0, argv, updated)

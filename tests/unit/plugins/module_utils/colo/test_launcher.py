@@ -105,7 +105,11 @@ def test_start_records_changed_live_settings(tmp_path, monkeypatch):
     assert "checkpoint_delay_ms 2000 -> 500" in res.message
     rec = lau.read_record(old)
     assert rec["spec"]["checkpoint_delay_ms"] == 500 and rec["started_at"] == "then" and rec["role"] == "primary"
-    again = launcher.start(spec(tmp_path, checkpoint_delay_ms=500), "primary")
+    # Only the live settings are recorded anew: what a start decided (here checkpoint_addr) stays.
+    launcher.start(spec(tmp_path, checkpoint_delay_ms=700, checkpoint_addr="10.0.0.9"), "primary")
+    rec = lau.read_record(old)
+    assert rec["spec"]["checkpoint_delay_ms"] == 700 and rec["spec"]["checkpoint_addr"] is None
+    again = launcher.start(spec(tmp_path, checkpoint_delay_ms=700), "primary")
     assert not again.changed and again.updated == [] and again.message == "VM u1 is already running as primary"
 
 

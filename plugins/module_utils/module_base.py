@@ -26,7 +26,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.colo.ft.plugins.module_utils.colo import state
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, InvalidSpec, LaunchError
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Plan
-from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher, read_record
+from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec
 from ansible_collections.colo.ft.plugins.module_utils.dict_options import validated_subset
@@ -205,22 +205,9 @@ class ColoModule(AnsibleModule):
 
     # -- locating a VM
 
-    @property
-    def state_root(self) -> str:
-        return self.params["state_root"]
-
-    def record(self, name: str | None = None) -> dict[str, Any] | None:
-        return read_record(os.path.join(self.state_root, name or self.params["name"]))
-
-    def load_spec(self, name: str | None = None) -> tuple[VMSpec, dict[str, Any]]:
-        """The spec and record a VM was started with; LaunchError if there is none."""
-        name = name or self.params["name"]
-        record = self.record(name)
-        if not record or "spec" not in record:
-            raise LaunchError(
-                f"no VM {name!r} was started on this host (no {os.path.join(self.state_root, name, 'spec.json')}); "
-                "start it with colo.ft.vm first (or set state_root)")
-        spec = VMSpec.from_dict(record["spec"])
+    def find(self) -> tuple[VMSpec, dict[str, Any]]:
+        """The spec and record the VM `name` was started with (Launcher.find, the one lookup)."""
+        spec, record, _status = self.launcher.find(self.params["name"], self.params["state_root"])
         return spec, record
 
     @contextmanager

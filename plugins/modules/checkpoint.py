@@ -164,7 +164,7 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
 
 def run(module: ColoModule) -> dict:
     p = module.params
-    spec, record = module.load_spec()
+    spec, record = module.find()
     role = record.get("role")
     address = p["secondary_address"] or spec.checkpoint_addr
     with module.qmp(spec, timeout=max(30.0, float(p["timeout"]))) as qmp:

@@ -110,7 +110,7 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoMod
 
 def run(module: ColoModule) -> dict:
     p = module.params
-    spec, dummy = module.load_spec()
+    spec, dummy = module.find()
     client_bridge = p["client_bridge"] or None
     with module.qmp(spec) as qmp:
         t0 = time.monotonic()

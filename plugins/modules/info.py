@@ -211,163 +211,21 @@ ansible_facts:
       type: dict
 """
 
-import os
-import shutil
-import signal
-import tempfile
 import threading
-import time
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import guard
 from ansible_collections.colo.ft.plugins.module_utils.colo import status as colo_status
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
-from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import pid_alive, read_record
+from ansible_collections.colo.ft.plugins.module_utils.colo.records import known_vms
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import PARENT_ID, VMSpec
+from ansible_collections.colo.ft.plugins.module_utils.colo.summary import vm_entry
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoModule, stub_spec
-
-
-def replication_state(st: dict) -> str:
-    """One word for the replication side of a status.status() dict."""
-    rep = st.get("replication") or {}
-    if rep.get("node_attached"):
-        return "attached"
-    if any(j.get("type") == "mirror" for j in rep.get("block_jobs") or []):
-        return "resyncing"
-    if PARENT_ID in (rep.get("nbd_exports") or []):
-        return "exported"
-    return "none"
-
-
-def vm_entry(st: dict | None, vmstat: dict, record: dict | None) -> dict:
-    """The flat per-VM dict returned under vms (pure: unit tested)."""
-    out = {
-        "recorded_role": (record or {}).get("role"),
-        "running": vmstat.get("running", False),
-        "pid": vmstat.get("pid"),
-        "run_state": vmstat.get("qemu_status"),
-        "state_dir": vmstat.get("state_dir"),
-        "manager": vmstat.get("manager"),
-        "role": None, "mode": None, "last_mode": None, "reason": None, "migration_status": None,
-        "checkpoints": None, "checkpoints_per_second": None, "checkpoint_delay_ms": None,
-        "pause_p50_ms": None, "pause_p99_ms": None, "pause_max_ms": None,
-        "replication": None, "replication_detail": None, "proxy_objects": None, "qemu_version": None,
-    }
-    if st is None:
-        return out
-    ck = st.get("checkpoints") or {}
-    out.update({
-        "role": st["role"],
-        "mode": st["colo"]["mode"],
-        "last_mode": st["colo"]["last_mode"],
-        "reason": st["colo"]["reason"],
-        "run_state": st["run_state"],
-        "migration_status": st["migration"].get("status", "none"),
-        "checkpoints": ck.get("count"),
-        "checkpoints_per_second": ck.get("per_second"),
-        "checkpoint_delay_ms": st["checkpoint_delay_ms"],
-        "pause_p50_ms": ck.get("pause_p50_ms"),
-        "pause_p99_ms": ck.get("pause_p99_ms"),
-        "pause_max_ms": ck.get("pause_max_ms"),
-        "replication": replication_state(st),
-        "replication_detail": st["replication"],
-        "proxy_objects": st["proxy_objects"],
-        "qemu_version": st["qemu_version"],
-    })
-    return out
-
-
-def features_dict(feats: guard.QemuFeatures, source: str) -> dict:
-    return {"replication": feats.replication_driver, "colo_compare": feats.colo_compare,
-            "x_colo": feats.x_colo_capability, "lost_heartbeat": feats.lost_heartbeat, "source": source}
-
-
-def probe_features_offline(module: ColoModule, binary: str, timeout: float = 15.0) -> guard.QemuFeatures:
-    """Start `BINARY -machine none -S -daemonize` on a private QMP socket, read its features, quit it."""
-    tmp = tempfile.mkdtemp(prefix="colo-ft-probe-")
-    sock = os.path.join(tmp, "qmp.sock")
-    pidfile = os.path.join(tmp, "qemu.pid")
-    argv = [binary, "-machine", "none", "-nodefaults", "-no-user-config", "-display", "none", "-S",
-            "-qmp", f"unix:{sock},server=on,wait=off", "-pidfile", pidfile, "-daemonize"]
-    pid = None
-    try:
-        # -daemonize: returns once QEMU is initialised (its QMP socket listens).
-        rc, dummy, err = module.run_command(argv)
-        if rc != 0:
-            raise ColoError(f"{binary} failed to start for a feature probe (exit {rc}): {err.strip()[:300]}")
-        try:
-            with open(pidfile, encoding="utf-8") as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
-            pid = None
-        with QMPClient(sock, timeout=timeout) as qmp:
-            feats = guard.probe_features(qmp)
-            try:
-                qmp.execute("quit")
-            except ColoError:
-                pass
-        return feats
-    finally:
-        if pid is not None:
-            deadline = time.monotonic() + 5.0
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if pid_alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def qemu_info(module: ColoModule | None, binary: str, probe: bool, running: list[VMSpec]) -> dict:
-    out = {"binary": binary, "installed": False, "version": None, "supported": False, "reason": "",
-           "warnings": [], "features": None}
-    try:
-        version = guard.probe_binary(binary)
-    except ColoError as exc:
-        out["reason"] = str(exc)
-        return out
-    out.update(installed=True, version=str(version))
-    feats = None
-    if probe:
-        for spec in running:
-            try:
-                with QMPClient(spec.qmp_path, timeout=5.0) as qmp:
-                    if guard.version_from_qmp(qmp).tuple != version.tuple:
-                        continue  # this VM runs another QEMU than the binary on disk
-                    feats = guard.probe_features(qmp)
-                    out["features"] = features_dict(feats, f"vm:{spec.name}")
-                    break
-            except ColoError:
-                continue
-        if feats is None and module is not None:
-            try:
-                feats = probe_features_offline(module, binary)
-                out["features"] = features_dict(feats, "probe")
-            except ColoError as exc:
-                out["warnings"].append(f"features not probed: {exc}")
-    result = guard.evaluate(version, feats)
-    out["supported"] = result.ok
-    out["warnings"] += result.warnings
-    if result.ok:
-        out["reason"] = f"QEMU {version} can run COLO" + ("" if feats else " (features not probed)")
-    else:
-        out["reason"] = "; ".join(result.problems) + f". Fix: {guard.INSTALL_HINT}."
-    return out
-
-
-def vm_names(state_root: str) -> list[str]:
-    try:
-        entries = sorted(os.listdir(state_root))
-    except OSError:
-        return []
-    return [e for e in entries if os.path.isfile(os.path.join(state_root, e, "spec.json"))]
 
 
 def collect(module: ColoModule) -> dict:
     p = module.params
-    names = [p["name"]] if p["name"] else vm_names(p["state_root"])
+    names = [p["name"]] if p["name"] else known_vms(p["state_root"])
     vms: dict = {}
     running: list[VMSpec] = []
     threads = []
@@ -387,12 +245,12 @@ def collect(module: ColoModule) -> dict:
             vms[name] = entry
 
     for name in names:
-        record = read_record(os.path.join(p["state_root"], name))
         try:
-            spec = VMSpec.from_dict(record["spec"]) if record else stub_spec(name, p["state_root"])
-        except ColoError:
-            spec = stub_spec(name, p["state_root"])
-        vmstat = module.launcher.status(spec).to_dict()
+            spec, record, status = module.launcher.find(name, p["state_root"])
+        except ColoError:  # no (usable) record: report what runs on its state directory
+            spec, record = stub_spec(name, p["state_root"]), None
+            status = module.launcher.status(spec)
+        vmstat = status.to_dict()
         if not vmstat["qmp"]:
             entry = vm_entry(None, vmstat, record)
             if vmstat["running"]:
@@ -405,7 +263,7 @@ def collect(module: ColoModule) -> dict:
         threads.append(t)
     for t in threads:
         t.join()
-    qemu = qemu_info(module, p["qemu_binary"], p["probe_features"], running)
+    qemu = guard.qemu_report(p["qemu_binary"], p["probe_features"], running)
     vms = dict(sorted(vms.items()))
     return {"changed": False, "qemu": qemu, "vms": vms, "ansible_facts": {"colo_ft": {"qemu": qemu, "vms": vms}}}
 

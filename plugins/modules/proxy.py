@@ -94,7 +94,7 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
 
 def run(module: ColoModule) -> dict:
     p = module.params
-    spec, record = module.load_spec()
+    spec, record = module.find()
     spec = with_overrides(spec, forward_addr=p["forward_address"], **settings_overrides(p))
     with module.qmp(spec) as qmp:
         before = state.read(qmp)

@@ -92,7 +92,7 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoMod
 
 def run(module: ColoModule) -> dict:
     p = module.params
-    spec, record = module.load_spec()
+    spec, record = module.find()
     with module.qmp(spec, timeout=max(30.0, float(p["timeout"]))) as qmp:
         before = state.read(qmp)
         plan = replication.plan(before, record.get("role"), p["state"], p["secondary_address"] or spec.checkpoint_addr,

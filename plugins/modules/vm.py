@@ -180,14 +180,22 @@ qemu:
       description: What the guard allowed but wants said (untested version, unsafe override).
       type: list
       elements: str
+updated:
+  description: Settings that change without a restart, recorded anew for the running VM (C(key old -> new)).
+  returned: when the VM ran as asked but with other such settings
+  type: list
+  elements: str
+  sample: ["checkpoint_delay_ms 2000 -> 500"]
 """
 
 import time
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import guard
-from ansible_collections.colo.ft.plugins.module_utils.colo.errors import LaunchError
+from ansible_collections.colo.ft.plugins.module_utils.colo.argv import qemu_argv
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, LaunchError
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import read_record
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, qemu_argv
+from ansible_collections.colo.ft.plugins.module_utils.colo.records import live_setting_changes
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     ColoModule,
     image_problems,
@@ -224,19 +232,22 @@ def started(module: ColoModule) -> dict:
 
     wanted = qemu_argv(spec, role, daemonize=not module.launcher.use_systemd, proxy=False)
     already, _pid = module.launcher.plan_start(spec, role, wanted)
-    changed = not already
-    result: dict = {"changed": changed, "elapsed_s": 0.0}
     record = read_record(spec) if already else None
+    live = live_setting_changes(record, spec) if record else {}  # recorded anew by launcher.start
+    changed = not already or bool(live)
+    result: dict = {"changed": changed, "elapsed_s": 0.0}
     before = spec_summary(VMSpec.from_dict(record["spec"]), record.get("role")) if record else {}
     result["diff"] = {"before": before, "after": spec_summary(spec, role)}
 
-    if changed and role in ("primary", "secondary"):
+    if not already and role in ("primary", "secondary"):
         g = guard.check(spec.qemu_binary, allow_unsupported=p["allow_unsupported_qemu"])
         for w in g.warnings:
             module.warn(w)
         result["qemu"] = {"version": str(g.version) if g.version else None, "warnings": g.warnings}
     if not changed:
         result["message"] = f"VM {spec.name} is already running as {role}"
+    elif module.check_mode and already:
+        result["message"] = f"would record {', '.join(sorted(live))} of VM {spec.name}"
     elif module.check_mode:
         result["message"] = f"would start VM {spec.name} as {role}"
         result["vm"] = {"name": spec.name, "role": role, "pid": None, "running": True, "qemu_status": None,
@@ -247,18 +258,19 @@ def started(module: ColoModule) -> dict:
         # The proxy is hot-added by protection: a primary with it would serve nothing until then.
         res = module.launcher.start(spec, role, proxy=False)
         result.update(changed=res.changed, message=res.message, elapsed_s=round(res.elapsed_s, 3))
+        if res.updated:
+            result["updated"] = res.updated
     result["vm"] = _vm_info(module, spec, role)
     return result
 
 
 def stopped(module: ColoModule) -> dict:
     p = module.params
-    record = module.record() or {}
     try:
-        spec = VMSpec.from_dict(record["spec"])
-    except Exception:  # no (usable) record: the paths are all a stop needs
-        spec = stub_spec(p["name"], p["state_root"])
-    st = module.launcher.status(spec)
+        spec, record, st = module.launcher.find(p["name"], p["state_root"])
+    except (ColoError, TypeError, ValueError):  # no (usable) record: the paths are all a stop needs
+        spec, record = stub_spec(p["name"], p["state_root"]), {}
+        st = module.launcher.status(spec)
     result: dict = {"changed": st.running, "elapsed_s": 0.0,
                     "diff": {"before": spec_summary(spec, record.get("role")) if st.running and record else {},
                              "after": {}}}

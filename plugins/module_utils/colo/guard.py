@@ -1,22 +1,33 @@
 """Refuse QEMU builds that are known not to run COLO reliably.
 
-Measured (docs colo-facts): 11.1.3 runs COLO cleanly; 10.0.x/10.1.x fail with
+Measured (docs/qemu-colo.md, "QEMU versions"): 11.1.3 runs COLO cleanly; 10.0.x/10.1.x fail with
 "Received invalid message 0x0000" (with return-path) or deadlock the primary
 after checkpoint 2 (without); 7.2 deadlocks at checkpoint 2-3 under TCG. The
 releases in between were not tested, so anything before 11 is refused. A build must also have the COLO pieces compiled in:
 the `replication` block driver, the `colo-compare` object, the `x-colo`
 migration capability and `x-colo-lost-heartbeat`.
+
+The guard owns feature probing: from a running VM over QMP, or from a short-lived
+`-machine none` QEMU started for it (probe_features_offline, qemu_report).
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
 import subprocess
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import proc
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import PROXY_QOM_TYPES
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, UnsupportedQemu
+from ansible_collections.colo.ft.plugins.module_utils.colo.process import pid_alive
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 MIN_VERSION = (11, 0, 0)
 TESTED_VERSION = (11, 1, 3)
@@ -35,8 +46,6 @@ KNOWN_BROKEN: dict[tuple[int, int], str] = {
             "and the secondary's memory is corrupted when guest RAM is a multiple of 256 KiB",
 }
 
-# Object types the proxy and checkpoint sequences instantiate.
-REQUIRED_QOM_TYPES = ("colo-compare", "filter-mirror", "filter-redirector", "filter-rewriter", "iothread")
 # Commands the COLO sequences issue.
 REQUIRED_COMMANDS = (
     "x-colo-lost-heartbeat", "query-colo-status", "migrate-set-capabilities", "migrate-set-parameters",
@@ -181,7 +190,7 @@ def features_from_schema(schema: list[dict[str, Any]], qom_types: list[str]) -> 
     types = set(qom_types)
     feats.colo_compare = "colo-compare" in types
     feats.lost_heartbeat = "x-colo-lost-heartbeat" in commands
-    feats.missing_types = [t for t in REQUIRED_QOM_TYPES if t not in types]
+    feats.missing_types = [t for t in PROXY_QOM_TYPES if t not in types]
     feats.missing_commands = [c for c in REQUIRED_COMMANDS if c not in commands]
     return feats
 
@@ -229,3 +238,92 @@ def check(binary: str | None = "qemu-system-x86_64", client: QMPClient | None = 
     if not result.ok:
         raise UnsupportedQemu("; ".join(result.problems) + f". Fix: {INSTALL_HINT}.")
     return result
+
+
+# -- feature probing for a report (colo.ft.info) --------------------------------------
+
+
+def features_dict(feats: QemuFeatures, source: str) -> dict[str, Any]:
+    return {"replication": feats.replication_driver, "colo_compare": feats.colo_compare,
+            "x_colo": feats.x_colo_capability, "lost_heartbeat": feats.lost_heartbeat, "source": source}
+
+
+def probe_features_offline(binary: str, timeout: float = 15.0) -> QemuFeatures:
+    """Start `BINARY -machine none -S -daemonize` on a private QMP socket, read its features, quit it."""
+    tmp = tempfile.mkdtemp(prefix="colo-ft-probe-")
+    sock = os.path.join(tmp, "qmp.sock")
+    pidfile = os.path.join(tmp, "qemu.pid")
+    argv = [binary, "-machine", "none", "-nodefaults", "-no-user-config", "-display", "none", "-S",
+            "-qmp", f"unix:{sock},server=on,wait=off", "-pidfile", pidfile, "-daemonize"]
+    pid = None
+    try:
+        # -daemonize: returns once QEMU is initialised (its QMP socket listens).
+        try:
+            out = proc.run(argv, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ColoError(f"{binary} failed to start for a feature probe: {exc}") from None
+        if out.returncode != 0:
+            raise ColoError(f"{binary} failed to start for a feature probe (exit {out.returncode}): "
+                            f"{out.stderr.strip()[:300]}")
+        try:
+            with open(pidfile, encoding="utf-8") as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            pid = None
+        with QMPClient(sock, timeout=timeout) as qmp:
+            feats = probe_features(qmp)
+            try:
+                qmp.execute("quit")
+            except ColoError:
+                pass
+        return feats
+    finally:
+        if pid is not None:
+            deadline = time.monotonic() + 5.0
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def qemu_report(binary: str, probe: bool, running: list[VMSpec], offline: bool = True) -> dict[str, Any]:
+    """Version, features and verdict of the host's QEMU (colo.ft.info's `qemu`). Features come from
+    the first running VM whose QEMU is this binary's version, else (offline) from a probe QEMU."""
+    out: dict[str, Any] = {"binary": binary, "installed": False, "version": None, "supported": False,
+                           "reason": "", "warnings": [], "features": None}
+    try:
+        version = probe_binary(binary)
+    except ColoError as exc:
+        out["reason"] = str(exc)
+        return out
+    out.update(installed=True, version=str(version))
+    feats = None
+    if probe:
+        for spec in running:
+            try:
+                with QMPClient(spec.qmp_path, timeout=5.0) as qmp:
+                    if version_from_qmp(qmp).tuple != version.tuple:
+                        continue  # this VM runs another QEMU than the binary on disk
+                    feats = probe_features(qmp)
+                    out["features"] = features_dict(feats, f"vm:{spec.name}")
+                    break
+            except ColoError:
+                continue
+        if feats is None and offline:
+            try:
+                feats = probe_features_offline(binary)
+                out["features"] = features_dict(feats, "probe")
+            except ColoError as exc:
+                out["warnings"].append(f"features not probed: {exc}")
+    result = evaluate(version, feats)
+    out["supported"] = result.ok
+    out["warnings"] += result.warnings
+    if result.ok:
+        out["reason"] = f"QEMU {version} can run COLO" + ("" if feats else " (features not probed)")
+    else:
+        out["reason"] = "; ".join(result.problems) + f". Fix: {INSTALL_HINT}."
+    return out

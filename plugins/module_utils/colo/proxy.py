@@ -17,9 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.devices import (
-    COMPARE_ID,
     FILTER_TYPES,
-    IOTHREAD_ID,
     ChardevDef,
     ObjectDef,
     primary_chardevs,
@@ -30,7 +28,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.devices import (
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Plan, send
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import COMPARE_ID, IOTHREAD_ID, VMSpec
 
 REWRITER = "rew0"
 # Deletion order: comp0 holds iothread1 and the compare chardevs, so it goes first.

@@ -1,20 +1,7 @@
-"""One protected VM: its description (VMSpec) and the QEMU command lines for it.
+"""One protected VM: its description (VMSpec), the ids and defaults the COLO code shares.
 
-The argv for the three roles follows docs colo-facts ("Primary command line",
-"Secondary command line"), which was measured with QEMU 11.1.3:
-
-* plain:     the guest alone, unprotected (same hardware, plain disk).
-* primary:   tap hn0 + filter-mirror/redirectors + colo-compare (iothread) and
-             a one-child quorum `colo-disk0` over the image, so protection can
-             be added at run time (drive-mirror, replication child, migrate).
-* secondary: same hardware and MAC, redirector/rewriter filters fed from the
-             primary's forward link, replication (secondary mode) over
-             active -> hidden -> parent0, quorum `colo-disk0`, `-incoming defer`.
-
-The proxy chardevs and objects are defined once (ChardevDef/ObjectDef) and
-rendered either as command-line options or as QMP chardev-add/object-add
-arguments, so the failover/resume code re-creates exactly what a fresh
-primary would have had.
+The command line of each role is built in argv.py, the proxy chardevs and
+objects in devices.py, and the host side (tap, overlays, ports) in host.py.
 """
 from __future__ import annotations
 
@@ -53,10 +40,18 @@ _MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
+# Settings that change on a running VM without a restart (the launcher records the new value).
+LIVE_SETTINGS: tuple[str, ...] = ("checkpoint_delay_ms",)
 
-def opt(value: str) -> str:
-    """Escape a value for a QEMU -option string (a comma is written twice)."""
-    return str(value).replace(",", ",,")
+# Integer COLO settings: (lowest, highest, unit). None for the colo-compare ones keeps QEMU's default
+# (compare_timeout 3000 ms, expired_scan_cycle 3000 ms, max_queue_size 1024 packets).
+SETTING_RANGES: dict[str, tuple[int, int, str]] = {
+    "checkpoint_delay_ms": (1, 3600000, " (ms)"),
+    "reconnect_ms": (1, 60000, " (ms)"),
+    "compare_timeout": (1, 600000, " (ms)"),
+    "expired_scan_cycle": (1, 600000, " (ms)"),
+    "max_queue_size": (1, 1048576, " (packets)"),
+}
 
 
 @dataclass
@@ -100,6 +95,10 @@ class VMSpec:
     active_disk: str | None = None  # default: <state_dir>/active.qcow2 (tmpfs under /run)
     hidden_disk: str | None = None  # default: <state_dir>/hidden.qcow2
     checkpoint_delay_ms: int = 2000
+    # colo-compare (primary) tuning; None: QEMU's default.
+    compare_timeout: int | None = None
+    expired_scan_cycle: int | None = None
+    max_queue_size: int | None = None
     qemu_binary: str = "qemu-system-x86_64"
     state_root: str = STATE_ROOT
     extra_args: list[str] = field(default_factory=list)
@@ -190,7 +189,7 @@ class VMSpec:
         if missing:
             raise InvalidSpec(f"VM description lacks required field(s): {', '.join(missing)}")
         kwargs: dict[str, Any] = {}
-        int_fields = {"memory_mib", "vcpus", "port_base", "reconnect_ms", "checkpoint_delay_ms", *DEFAULT_PORTS}
+        int_fields = {"memory_mib", "vcpus", "port_base", *SETTING_RANGES, *DEFAULT_PORTS}
         for key, value in data.items():
             if key in int_fields and value is not None and not isinstance(value, bool):
                 try:
@@ -268,10 +267,7 @@ class VMSpec:
                 p.append(f"{key} and {seen[value]} are both {value}: the four COLO ports must differ")
             else:
                 seen[value] = key
-        if not isinstance(self.reconnect_ms, int) or self.reconnect_ms <= 0:
-            p.append(f"reconnect_ms must be a positive integer, got {self.reconnect_ms!r}")
-        if not isinstance(self.checkpoint_delay_ms, int) or self.checkpoint_delay_ms <= 0:
-            p.append(f"checkpoint_delay_ms must be a positive integer, got {self.checkpoint_delay_ms!r}")
+        p += _setting_problems(self)
         p += _abs_path("active_disk", self.active_disk)
         p += _abs_path("hidden_disk", self.hidden_disk)
         if self.active_disk and self.active_disk == self.hidden_disk:
@@ -307,6 +303,18 @@ def _abs_path(key: str, value: Any, required: bool = False, why: str = "") -> li
     return []
 
 
+def _setting_problems(spec: VMSpec) -> list[str]:
+    """The COLO settings out of range (the colo-compare ones may be None: QEMU's default)."""
+    p = []
+    for key, (low, high, unit) in SETTING_RANGES.items():
+        value = getattr(spec, key)
+        if value is None and key not in ("checkpoint_delay_ms", "reconnect_ms"):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            p.append(f"{key} must be an integer from {low} to {high}{unit}, got {value!r}")
+    return p
+
+
 def _valid_host(value: Any) -> bool:
     if not isinstance(value, str):
         return False
@@ -315,242 +323,3 @@ def _valid_host(value: Any) -> bool:
         return True
     except ValueError:
         return bool(_HOST_RE.match(value))
-
-
-# -- proxy building blocks (command line and QMP from one definition) ----------
-
-@dataclass(frozen=True)
-class ChardevDef:
-    """A socket chardev: TCP (host/port) or unix (path), server or client."""
-
-    id: str
-    host: str | None = None
-    port: int | None = None
-    path: str | None = None
-    server: bool = False
-    reconnect_ms: int | None = None
-
-    def cli(self) -> str:
-        parts = [f"socket,id={self.id}"]
-        if self.path is not None:
-            parts.append(f"path={opt(self.path)}")
-        else:
-            parts.append(f"host={self.host},port={self.port}")
-        if self.server:
-            parts.append("server=on,wait=off")  # never block QEMU start on the peer
-        if self.reconnect_ms:
-            parts.append(f"reconnect-ms={self.reconnect_ms}")
-        return ",".join(parts)
-
-    def qmp(self) -> dict[str, Any]:
-        """Arguments for QMP chardev-add."""
-        if self.path is not None:
-            addr: dict[str, Any] = {"type": "unix", "data": {"path": self.path}}
-        else:
-            addr = {"type": "inet", "data": {"host": self.host, "port": str(self.port)}}
-        data: dict[str, Any] = {"addr": addr, "server": self.server}
-        if self.server:
-            data["wait"] = False
-        if self.reconnect_ms:
-            data["reconnect-ms"] = self.reconnect_ms
-        return {"id": self.id, "backend": {"type": "socket", "data": data}}
-
-
-@dataclass(frozen=True)
-class ObjectDef:
-    qom_type: str
-    id: str
-    props: tuple[tuple[str, Any], ...] = ()
-
-    def cli(self) -> str:
-        parts = [self.qom_type, f"id={self.id}"]
-        for key, value in self.props:
-            if isinstance(value, bool):
-                value = "on" if value else "off"
-            parts.append(f"{key}={opt(value)}")
-        return ",".join(parts)
-
-    def qmp(self, **extra: Any) -> dict[str, Any]:
-        """Arguments for QMP object-add (extra: e.g. insert="before", position="id=rew0")."""
-        return {"qom-type": self.qom_type, "id": self.id, **dict(self.props), **extra}
-
-
-def primary_chardevs(spec: VMSpec) -> list[ChardevDef]:
-    """Chardevs of a primary: mirror0/compare1 on the forward link, two loopback pairs.
-
-    The loopback pairs (compare0/compare0-0, compare_out/compare_out0) are unix
-    sockets in the VM's state directory instead of 127.0.0.1 ports: nothing to
-    allocate per VM and nothing reachable over the network.
-    """
-    sd = spec.state_dir
-    return [
-        ChardevDef("mirror0", host=spec.forward_addr, port=spec.mirror_port, server=True),
-        ChardevDef("compare1", host=spec.forward_addr, port=spec.compare_port, server=True),
-        ChardevDef("compare0", path=os.path.join(sd, "compare0.sock"), server=True),
-        ChardevDef("compare0-0", path=os.path.join(sd, "compare0.sock")),
-        ChardevDef("compare_out", path=os.path.join(sd, "compare_out.sock"), server=True),
-        ChardevDef("compare_out0", path=os.path.join(sd, "compare_out.sock")),
-    ]
-
-
-def primary_objects(spec: VMSpec) -> list[ObjectDef]:
-    """Filters, iothread and colo-compare of a primary, in creation order."""
-    vh: tuple[tuple[str, Any], ...] = (("vnet_hdr_support", True),) if spec.vnet_hdr else ()
-    return [
-        ObjectDef("filter-mirror", "m0", (("netdev", NETDEV_ID), ("queue", "tx"), ("outdev", "mirror0")) + vh),
-        ObjectDef("filter-redirector", "redire0", (("netdev", NETDEV_ID), ("queue", "rx"), ("indev", "compare_out")) + vh),
-        ObjectDef("filter-redirector", "redire1", (("netdev", NETDEV_ID), ("queue", "rx"), ("outdev", "compare0")) + vh),
-        ObjectDef("iothread", IOTHREAD_ID),
-        ObjectDef("colo-compare", COMPARE_ID, (("primary_in", "compare0-0"), ("secondary_in", "compare1"),
-                                               ("outdev", "compare_out0"), ("iothread", IOTHREAD_ID)) + vh),
-    ]
-
-
-def secondary_chardevs(spec: VMSpec) -> list[ChardevDef]:
-    return [
-        ChardevDef("red0", host=spec.forward_addr, port=spec.mirror_port, reconnect_ms=spec.reconnect_ms),
-        ChardevDef("red1", host=spec.forward_addr, port=spec.compare_port, reconnect_ms=spec.reconnect_ms),
-    ]
-
-
-def secondary_objects(spec: VMSpec) -> list[ObjectDef]:
-    vh: tuple[tuple[str, Any], ...] = (("vnet_hdr_support", True),) if spec.vnet_hdr else ()
-    return [
-        ObjectDef("filter-redirector", "f1", (("netdev", NETDEV_ID), ("queue", "tx"), ("indev", "red0")) + vh),
-        ObjectDef("filter-redirector", "f2", (("netdev", NETDEV_ID), ("queue", "rx"), ("outdev", "red1")) + vh),
-        ObjectDef("filter-rewriter", "rew0", (("netdev", NETDEV_ID), ("queue", "all")) + vh),
-    ]
-
-
-def replication_blockdev(spec: VMSpec, secondary_checkpoint_addr: str | None = None) -> dict[str, Any]:
-    """QMP blockdev-add arguments for the primary's replication child (NBD to the secondary)."""
-    host = secondary_checkpoint_addr or spec.checkpoint_addr
-    if not host:
-        raise InvalidSpec("checkpoint_addr (the secondary's checkpoint-link address) is required")
-    return {"driver": "replication", "mode": "primary", "node-name": REPLICATION_NODE,
-            "file": {"driver": "nbd", "server": {"type": "inet", "host": host, "port": str(spec.nbd_port)},
-                     "export": PARENT_ID}}
-
-
-# -- command lines ------------------------------------------------------------------
-
-def qemu_argv(spec: VMSpec, role: str, paused: bool = False, daemonize: bool = False,
-              proxy: bool = True) -> list[str]:
-    """The full QEMU argv for a role ("plain", "primary", "secondary").
-
-    paused adds -S (boot under COLO; unreliable under TCG, see colo-facts).
-    daemonize adds -daemonize (used where systemd is not PID 1).
-    proxy=False starts a primary without the filters and colo-compare (the
-    chardevs, iothread and quorum stay): measured on QEMU 11.1.3, colo-compare
-    holds the guest's output until a checkpoint, so a primary started with
-    them cannot answer any client before a secondary is attached. Hot-add
-    primary_objects() when protecting.
-    """
-    spec.validate(role)
-    sd = spec.state_dir
-    argv = [
-        spec.qemu_binary,
-        "-name", f"{opt(spec.name)},debug-threads=on",
-        "-nodefaults", "-no-user-config",
-        "-display", "none",
-        "-msg", "timestamp=on",
-        "-machine", spec.machine,
-        "-accel", spec.effective_accel,
-    ]
-    if spec.cpu:
-        argv += ["-cpu", spec.cpu]
-    argv += [
-        "-m", str(spec.memory_mib),
-        "-smp", str(spec.vcpus),
-        "-qmp", f"unix:{opt(spec.qmp_path)},server=on,wait=off",
-        "-serial", f"file:{opt(spec.serial_path)}",
-        "-pidfile", spec.pid_path,
-    ]
-    if spec.boot == "kernel":
-        argv += ["-kernel", spec.kernel]  # type: ignore[list-item]  # validated
-        if spec.initrd:
-            argv += ["-initrd", spec.initrd]
-        if spec.append:
-            argv += ["-append", spec.append]
-
-    # Network: a tap made and bridged beforehand (see tap_plumbing), no scripts.
-    netdev = f"tap,id={NETDEV_ID},ifname={spec.tap_name},vhost=off,script=no,downscript=no"
-    if spec.vnet_hdr:
-        netdev += ",vnet_hdr=on"
-    # romfile= : no PXE option ROM needed (kernel or disk boot), no ipxe package needed.
-    argv += ["-netdev", netdev,
-             "-device", f"{spec.nic_model},id={NIC_ID},netdev={NETDEV_ID},mac={spec.mac.lower()},romfile="]
-
-    img = opt(spec.disk)
-    if role == "plain":
-        argv += ["-drive", f"if=none,id={DISK_ID},driver={spec.disk_format},file.filename={img}"]
-    elif role == "primary":
-        for c in primary_chardevs(spec):
-            argv += ["-chardev", c.cli()]
-        for o in primary_objects(spec):
-            if proxy or o.qom_type == "iothread":
-                argv += ["-object", o.cli()]
-        argv += ["-drive", f"if=none,id={DISK_ID},driver=quorum,read-pattern=fifo,vote-threshold=1,"
-                           f"children.0.file.filename={img},children.0.driver={spec.disk_format}"]
-    elif role == "secondary":
-        for c in secondary_chardevs(spec):
-            argv += ["-chardev", c.cli()]
-        for o in secondary_objects(spec):
-            argv += ["-object", o.cli()]
-        argv += [
-            "-drive", f"if=none,id={PARENT_ID},driver={spec.disk_format},file.filename={img}",
-            "-drive", f"if=none,id={CHILD_ID},driver=replication,mode=secondary,top-id={DISK_ID},"
-                      f"file.driver=qcow2,file.file.filename={opt(spec.active_path)},"
-                      f"file.backing.driver=qcow2,file.backing.file.filename={opt(spec.hidden_path)},"
-                      f"file.backing.backing={PARENT_ID}",
-            "-drive", f"if=none,id={DISK_ID},driver=quorum,read-pattern=fifo,vote-threshold=1,children.0={CHILD_ID}",
-        ]
-    disk_dev = f"{spec.disk_device},id={DISK_DEVICE_ID},drive={DISK_ID}"
-    if spec.boot == "disk":
-        disk_dev += ",bootindex=1"
-    argv += ["-device", disk_dev]
-    if role == "secondary":
-        argv += ["-incoming", "defer"]
-    if paused:
-        argv.append("-S")
-    if daemonize:
-        # -daemonize points stderr at /dev/null unless a log file is set (-D):
-        # keep QEMU's runtime errors (chardev, COLO) in qemu.log.
-        argv += ["-daemonize", "-D", spec.log_path]
-    argv += spec.extra_args
-    return argv
-
-
-def listen_ports(spec: VMSpec, role: str) -> list[tuple[str, str, int]]:
-    """(purpose, address, port) of the TCP ports QEMU listens on in this role."""
-    if role == "primary":
-        return [("mirror", spec.forward_addr, spec.mirror_port), ("compare", spec.forward_addr, spec.compare_port)]
-    if role == "secondary":
-        return [("migration", spec.checkpoint_addr, spec.migration_port), ("NBD", spec.checkpoint_addr, spec.nbd_port)]
-    return []
-
-
-@dataclass(frozen=True)
-class TapPlan:
-    """What must exist before QEMU opens the tap: a persistent tap, up, on the bridge."""
-
-    tap: str
-    bridge: str | None
-    commands: tuple[tuple[str, ...], ...]
-
-
-def tap_plumbing(spec: VMSpec) -> TapPlan:
-    """Commands that create the VM's tap and put it on its bridge.
-
-    The launcher creates the tap itself (ip tuntap add) instead of relying on a
-    script=: Debian's /etc/qemu-ifup joins the bridge of the default route,
-    and COLO hosts have no default route on the client bridge.
-    """
-    tap = spec.tap_name
-    cmds: list[tuple[str, ...]] = [("ip", "tuntap", "add", "dev", tap, "mode", "tap")]
-    if spec.vnet_hdr:
-        cmds[0] = (*cmds[0], "vnet_hdr")
-    if spec.bridge:
-        cmds.append(("ip", "link", "set", "dev", tap, "master", spec.bridge))
-    cmds.append(("ip", "link", "set", "dev", tap, "up"))
-    return TapPlan(tap, spec.bridge, tuple(cmds))

@@ -12,7 +12,6 @@ and run() executes a plan; the module colo.ft.xen_colo is a thin layer over them
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from ansible_collections.colo.ft.plugins.module_utils.colo import proc
 from ansible_collections.colo.ft.plugins.module_utils.colo import xen_proxy
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
+from ansible_collections.colo.ft.plugins.module_utils.colo.replication import image_info
 
 # xl names the domain on the receiving side of a migration (and of Remus/COLO) "<name>--incoming"
 # until the stream ends; a secondary that takes over is renamed back.
@@ -265,12 +265,9 @@ def read_mounts(path: str = "/proc/self/mounts") -> tuple[tuple[str, str], ...]:
 
 
 def virtual_size(image: str, qemu_img: str = "qemu-img") -> int | None:
-    res = proc.run([qemu_img, "info", "--output=json", "-U", image])
-    if res.returncode != 0:
-        return None
     try:
-        return int(json.loads(res.stdout)["virtual-size"])
-    except (ValueError, KeyError, TypeError):
+        return int(image_info(image, qemu_img)["virtual-size"])
+    except (ColoError, ValueError, KeyError, TypeError):
         return None
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import LaunchError
-from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import pid_alive, read_cmdline, same_argv
+from ansible_collections.colo.ft.plugins.module_utils.colo.process import pid_alive, read_cmdline, same_argv
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 
 
@@ -156,7 +156,7 @@ def test_start_failure_reports_qemu_message(make_spec, launcher):
 def test_find_by_name(make_spec, launcher):
     spec = make_spec(name="findme")
     launcher.start(spec, "primary")
-    found, st = launcher.find("findme", state_root=spec.state_root)
-    assert found == spec and st.running and st.role == "primary"
+    found, record, st = launcher.find("findme", state_root=spec.state_root)
+    assert found == spec and st.running and st.role == "primary" and record["role"] == "primary"
     with pytest.raises(LaunchError, match="no VM 'nothere'"):
         launcher.find("nothere", state_root=spec.state_root)

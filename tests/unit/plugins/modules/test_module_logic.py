@@ -6,11 +6,13 @@ import os
 
 import pytest
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, failover, proxy, replication
+from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, failover, guard, proxy, records, replication
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, InvalidSpec, LaunchError
-from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import existing_verdict
+from ansible_collections.colo.ft.plugins.module_utils.colo.argv import qemu_argv
+from ansible_collections.colo.ft.plugins.module_utils.colo.records import existing_verdict
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, qemu_argv
+from ansible_collections.colo.ft.plugins.module_utils.colo.summary import replication_state, vm_entry
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMMON_ARGS,
     GUEST_ARGS,
@@ -25,7 +27,6 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     stub_spec,
     with_overrides,
 )
-from ansible_collections.colo.ft.plugins.modules import info as info_module
 
 GUEST = "/srv/colo-lab/guest"
 
@@ -357,7 +358,7 @@ STATUS = {
 
 
 def test_vm_entry_running():
-    e = info_module.vm_entry(STATUS, {"running": True, "pid": 42, "qemu_status": "running"}, {"role": "primary"})
+    e = vm_entry(STATUS, {"running": True, "pid": 42, "qemu_status": "running"}, {"role": "primary"})
     assert e["mode"] == "primary" and e["migration_status"] == "colo" and e["checkpoints"] == 3
     assert e["pause_p50_ms"] == 80.0 and e["pause_max_ms"] == 120.0 and e["replication"] == "attached"
     assert e["pause_p99_ms"] == 120.0 and e["checkpoint_delay_ms"] == 2000
@@ -365,13 +366,13 @@ def test_vm_entry_running():
 
 
 def test_vm_entry_not_running():
-    e = info_module.vm_entry(None, {"running": False, "pid": None}, {"role": "secondary"})
+    e = vm_entry(None, {"running": False, "pid": None}, {"role": "secondary"})
     assert e["running"] is False and e["mode"] is None and e["recorded_role"] == "secondary"
 
 
 def test_vm_entry_no_sample_no_migration():
     st = dict(STATUS, checkpoints=None, migration={})
-    e = info_module.vm_entry(st, {"running": True}, None)
+    e = vm_entry(st, {"running": True}, None)
     assert e["checkpoints"] is None and e["migration_status"] == "none"
 
 
@@ -382,7 +383,7 @@ def test_vm_entry_no_sample_no_migration():
     ({}, "none"),
 ])
 def test_replication_state(rep, want):
-    assert info_module.replication_state({"replication": rep}) == want
+    assert replication_state({"replication": rep}) == want
 
 
 def test_vm_names(tmp_path):
@@ -390,12 +391,12 @@ def test_vm_names(tmp_path):
         os.makedirs(tmp_path / n)
         (tmp_path / n / "spec.json").write_text("{}")
     os.makedirs(tmp_path / "junk")
-    assert info_module.vm_names(str(tmp_path)) == ["a", "b"]
-    assert info_module.vm_names(str(tmp_path / "missing")) == []
+    assert records.known_vms(str(tmp_path)) == ["a", "b"]
+    assert records.known_vms(str(tmp_path / "missing")) == []
 
 
 def test_qemu_info_not_installed():
-    out = info_module.qemu_info(None, "/nonexistent/qemu-system-x86_64", True, [])
+    out = guard.qemu_report("/nonexistent/qemu-system-x86_64", True, [], offline=False)
     assert out["installed"] is False and out["supported"] is False and "not found" in out["reason"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec
-from ansible_collections.colo.ft.plugins.modules.source_build import ARGUMENT_SPEC, apply_overrides
+from ansible_collections.colo.ft.plugins.module_utils.source_build_params import ARGUMENT_SPEC, apply_overrides
 
 
 def params(**kw):

@@ -6,7 +6,8 @@ import pytest
 from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proxy, replication
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import UnsupportedQemu
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, primary_objects
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import primary_objects
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 
 # -- capabilities -----------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import guard
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import PROXY_QOM_TYPES
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import UnsupportedQemu
 from ansible_collections.colo.ft.plugins.module_utils.colo.guard import (
     QemuVersion,
@@ -83,7 +84,7 @@ def _schema(blockdev=("file", "nbd", "qcow2", "quorum", "raw", "replication"),
 
 
 def test_features_complete():
-    f = features_from_schema(_schema(), list(guard.REQUIRED_QOM_TYPES))
+    f = features_from_schema(_schema(), list(PROXY_QOM_TYPES))
     assert f.complete and f.replication_driver and f.x_colo_capability and f.colo_compare and f.lost_heartbeat
     assert evaluate(QemuVersion(11, 1, 3), f).ok
 
@@ -109,7 +110,7 @@ def test_running_version_differs_from_binary(monkeypatch):
                 return {"qemu": {"major": 11, "minor": 1, "micro": 2}, "package": ""}
             if cmd == "query-qmp-schema":
                 return _schema()
-            return [{"name": t} for t in guard.REQUIRED_QOM_TYPES]
+            return [{"name": t} for t in PROXY_QOM_TYPES]
     monkeypatch.setattr(guard, "probe_binary", lambda binary, prefix=None: QemuVersion(11, 1, 3))
     r = guard.check("qemu-system-x86_64", client=FakeClient())  # type: ignore[arg-type]
     assert r.ok and str(r.version) == "11.1.2"

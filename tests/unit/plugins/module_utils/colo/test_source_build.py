@@ -9,18 +9,19 @@ import tarfile
 
 import pytest
 
+from ansible_collections.colo.ft.plugins.module_utils.colo import build_plan, build_spec
 from ansible_collections.colo.ft.plugins.module_utils.colo import source_build as sb
 
 
 def spec(tmp_path, **kw):
-    base = dict(component="demo", source=sb.Source(tarball="file:///nowhere/demo-1.0.tar.gz"),
+    base = dict(component="demo", source=build_spec.Source(tarball="file:///nowhere/demo-1.0.tar.gz"),
                 prefix=str(tmp_path / "prefix"), work_dir=str(tmp_path / "work"), build_user="root")
     base.update(kw)
-    return sb.BuildSpec(**base)
+    return build_spec.BuildSpec(**base)
 
 
 def plan_for(s, stamp=None, missing=None, patches=()):
-    return sb.plan(s, sb.inputs(s, list(patches)), stamp, missing)
+    return build_plan.plan(s, build_plan.inputs(s, list(patches)), stamp, missing)
 
 
 def test_no_stamp_builds(tmp_path):
@@ -29,11 +30,11 @@ def test_no_stamp_builds(tmp_path):
 
 
 def test_same_inputs_skip_and_changes_are_named(tmp_path):
-    s = spec(tmp_path, source=sb.Source(git="https://example.invalid/x.git", ref="v1"))
+    s = spec(tmp_path, source=build_spec.Source(git="https://example.invalid/x.git", ref="v1"))
     p = plan_for(s)
-    stamp = {"format": sb.STAMP_FORMAT, "digest": p.digest, "inputs": p.inputs}
+    stamp = {"format": build_spec.STAMP_FORMAT, "digest": p.digest, "inputs": p.inputs}
     assert not plan_for(s, stamp).needed
-    s2 = spec(tmp_path, source=sb.Source(git="https://example.invalid/x.git", ref="v2"), configure_flags=("--x",))
+    s2 = spec(tmp_path, source=build_spec.Source(git="https://example.invalid/x.git", ref="v2"), configure_flags=("--x",))
     p2 = plan_for(s2, stamp)
     assert p2.needed and p2.changed_inputs == ("configure", "source.ref")
     assert p2.reason == "inputs changed: configure, source.ref"
@@ -46,8 +47,8 @@ def test_every_input_is_in_the_digest(tmp_path):
     base = spec(tmp_path)
     d0 = plan_for(base).digest
     variants = [
-        dict(source=sb.Source(tarball="file:///nowhere/demo-1.1.tar.gz")),
-        dict(source=sb.Source(tarball="file:///nowhere/demo-1.0.tar.gz", tarball_sha256="a" * 64)),
+        dict(source=build_spec.Source(tarball="file:///nowhere/demo-1.1.tar.gz")),
+        dict(source=build_spec.Source(tarball="file:///nowhere/demo-1.0.tar.gz", tarball_sha256="a" * 64)),
         dict(configure_command="./configure"),
         dict(configure_flags=("--enable-replication",)),
         dict(build_command="make all"),
@@ -66,17 +67,17 @@ def test_patch_content_is_hashed(tmp_path):
     patch = tmp_path / "fix.patch"
     patch.write_text("one\n")
     s = spec(tmp_path, patches=(str(patch),))
-    first = sb.patch_digests(s)
+    first = build_plan.patch_digests(s)
     patch.write_text("two\n")
-    assert sb.patch_digests(s) != first
-    with pytest.raises(sb.BuildError, match="cannot read patch"):
-        sb.patch_digests(spec(tmp_path, patches=(str(tmp_path / "missing.patch"),)))
+    assert build_plan.patch_digests(s) != first
+    with pytest.raises(build_spec.BuildError, match="cannot read patch"):
+        build_plan.patch_digests(spec(tmp_path, patches=(str(tmp_path / "missing.patch"),)))
 
 
 def test_steps_in_order(tmp_path):
-    s = spec(tmp_path, source=sb.Source(apt_package="iptables", apt_sources=("deb-src http://deb.debian.org/debian bookworm main",)),
+    s = spec(tmp_path, source=build_spec.Source(apt_package="iptables", apt_sources=("deb-src http://deb.debian.org/debian bookworm main",)),
              patches=("/p/a.patch", "/p/b.patch"), configure_flags=("--disable-nftables", "CFLAGS=-O2 -g"))
-    st = sb.steps(s)
+    st = build_plan.steps(s)
     assert [x.name for x in st] == ["fetch", "fetch", "patch a.patch", "patch b.patch", "configure", "build", "install"]
     assert st[0].argv[-1] == "update" and "Dir::Etc::SourceList=" + s.apt_dir + "/sources.list" in st[0].argv
     assert st[1].argv[-2:] == ("source", "iptables")
@@ -84,23 +85,23 @@ def test_steps_in_order(tmp_path):
     assert st[4].argv == ("/bin/sh", "-ec", "./configure --prefix=\"$PREFIX\" --disable-nftables 'CFLAGS=-O2 -g'")
     assert [x.as_root for x in st] == [False] * 6 + [True]
     # The host's apt configuration is used when no deb-src lines are given.
-    st = sb.steps(spec(tmp_path, source=sb.Source(apt_package="hello", apt_version="2.10-3"), configure_command=""))
+    st = build_plan.steps(spec(tmp_path, source=build_spec.Source(apt_package="hello", apt_version="2.10-3"), configure_command=""))
     assert [x.argv for x in st[:1]] == [("apt-get", "-q", "source", "hello=2.10-3")]
     assert [x.name for x in st] == ["fetch", "build", "install"]
 
 
 @pytest.mark.parametrize("kw, msg", [
     (dict(component="a b"), "component"),
-    (dict(source=sb.Source()), "exactly one source"),
-    (dict(source=sb.Source(git="x", tarball="y")), "got git, tarball"),
-    (dict(source=sb.Source(git="https://x")), "needs a ref"),
-    (dict(source=sb.Source(apt_package="x", apt_sources=("deb http://x bookworm main",))), "not a deb-src"),
+    (dict(source=build_spec.Source()), "exactly one source"),
+    (dict(source=build_spec.Source(git="x", tarball="y")), "got git, tarball"),
+    (dict(source=build_spec.Source(git="https://x")), "needs a ref"),
+    (dict(source=build_spec.Source(apt_package="x", apt_sources=("deb http://x bookworm main",))), "not a deb-src"),
     (dict(prefix="usr/local"), "prefix must be an absolute"),
     (dict(subdir="../x"), "subdir"),
     (dict(patches=("rel.patch",)), "absolute"),
 ])
 def test_bad_specs_are_refused(tmp_path, kw, msg):
-    with pytest.raises(sb.BuildError, match=msg):
+    with pytest.raises(build_spec.BuildError, match=msg):
         spec(tmp_path, **kw).validate()
 
 
@@ -123,12 +124,12 @@ def test_tarball_build_patch_stamp_rebuild(tmp_path):
     make_tarball(tarball)
     patch = tmp_path / "v.patch"
     patch.write_text("--- a/VERSION\n+++ b/VERSION\n@@ -1 +1 @@\n-1.0\n\\ No newline at end of file\n+1.0-colo\n")
-    s = spec(tmp_path, source=sb.Source(tarball=tarball.as_uri()), configure_command="", patches=(str(patch),),
+    s = spec(tmp_path, source=build_spec.Source(tarball=tarball.as_uri()), configure_command="", patches=(str(patch),),
              creates=("share/demo.txt",))
     res = sb.Builder(s).run(check=True)
     assert res.changed and not os.path.exists(s.stamp_file) and len(res.steps) == 5
     res = sb.Builder(s).run()
-    assert res.changed and res.resolved == sb.file_sha256(str(tarball))
+    assert res.changed and res.resolved == build_plan.file_sha256(str(tarball))
     assert (tmp_path / "prefix/share/demo.txt").read_text() == "1.0-colo\n"
     stamp = json.loads(open(s.stamp_file, encoding="utf-8").read())
     assert stamp["digest"] == res.plan.digest and stamp["inputs"]["patches"][0]["name"] == "v.patch"
@@ -154,12 +155,12 @@ def test_git_build_and_failure_tail(tmp_path):
     for argv in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "one"], ["git", "tag", "v1"]):
         subprocess.run(argv, cwd=repo, env=env, check=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
-    s = spec(tmp_path, source=sb.Source(git=str(repo), ref="v1"), configure_command="")
+    s = spec(tmp_path, source=build_spec.Source(git=str(repo), ref="v1"), configure_command="")
     res = sb.Builder(s).run()
     assert res.resolved == head and (tmp_path / "prefix/share/demo.txt").read_text() == "git-1\n"
-    bad = spec(tmp_path, component="bad", source=sb.Source(git=str(repo), ref="v1"), configure_command="",
+    bad = spec(tmp_path, component="bad", source=build_spec.Source(git=str(repo), ref="v1"), configure_command="",
                build_command="echo about to fail; exit 3")
-    with pytest.raises(sb.BuildError, match=r"build of bad failed \(exit 3\)") as exc:
+    with pytest.raises(build_spec.BuildError, match=r"build of bad failed \(exit 3\)") as exc:
         sb.Builder(bad).run()
     assert "about to fail" in exc.value.log_tail and exc.value.log_file == bad.log_path
     assert not os.path.exists(bad.stamp_file)

@@ -1,18 +1,13 @@
-"""VMSpec validation and the QEMU argv of each role, option by option (docs colo-facts)."""
+"""VMSpec validation and the QEMU argv of each role, option by option (docs/qemu-colo.md, "Primary command line", "Secondary command line")."""
 from __future__ import annotations
 
 import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import (
-    VMSpec,
-    primary_chardevs,
-    primary_objects,
-    qemu_argv,
-    replication_blockdev,
-    secondary_objects,
-    tap_plumbing,
-)
+from ansible_collections.colo.ft.plugins.module_utils.colo.argv import qemu_argv
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import primary_chardevs, primary_objects, replication_blockdev, secondary_objects
+from ansible_collections.colo.ft.plugins.module_utils.colo.host import tap_plumbing
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import LIVE_SETTINGS, VMSpec
 
 FWD = "10.213.2.11"
 CKPT = "10.213.3.12"
@@ -272,6 +267,47 @@ def test_validation_messages(kw, fragment):
         make(**kw).validate()
     assert fragment in str(exc.value)
     assert str(exc.value).startswith("invalid VM description")
+
+
+@pytest.mark.parametrize("kw,fragment", [
+    ({"checkpoint_delay_ms": 0}, "checkpoint_delay_ms must be an integer from 1 to 3600000 (ms), got 0"),
+    ({"checkpoint_delay_ms": 3600001}, "checkpoint_delay_ms must be an integer from 1 to 3600000"),
+    ({"checkpoint_delay_ms": None}, "checkpoint_delay_ms must be an integer from 1 to 3600000 (ms), got None"),
+    ({"reconnect_ms": 0}, "reconnect_ms must be an integer from 1 to 60000 (ms), got 0"),
+    ({"reconnect_ms": 60001}, "reconnect_ms must be an integer from 1 to 60000"),
+    ({"compare_timeout": 0}, "compare_timeout must be an integer from 1 to 600000 (ms), got 0"),
+    ({"compare_timeout": 600001}, "compare_timeout must be an integer from 1 to 600000"),
+    ({"expired_scan_cycle": -5}, "expired_scan_cycle must be an integer from 1 to 600000 (ms), got -5"),
+    ({"max_queue_size": 0}, "max_queue_size must be an integer from 1 to 1048576 (packets), got 0"),
+    ({"max_queue_size": 1048577}, "max_queue_size must be an integer from 1 to 1048576"),
+    ({"max_queue_size": True}, "max_queue_size must be an integer"),
+])
+def test_colo_setting_ranges(kw, fragment):
+    with pytest.raises(InvalidSpec) as exc:
+        make(**kw).validate()
+    assert fragment in str(exc.value)
+
+
+def test_colo_settings_defaults_and_bounds():
+    spec = make()
+    assert (spec.checkpoint_delay_ms, spec.reconnect_ms) == (2000, 1000)
+    assert (spec.compare_timeout, spec.expired_scan_cycle, spec.max_queue_size) == (None, None, None)
+    assert spec.problems() == []
+    assert make(checkpoint_delay_ms=1, reconnect_ms=60000, compare_timeout=600000, expired_scan_cycle=1,
+                max_queue_size=1048576).problems() == []
+    assert LIVE_SETTINGS == ("checkpoint_delay_ms",)
+
+
+def test_colo_settings_from_dict_and_argv():
+    data = dict(make().to_dict(), compare_timeout="500", max_queue_size=2048)
+    spec = VMSpec.from_dict(data)
+    assert spec.compare_timeout == 500 and spec.max_queue_size == 2048 and spec.expired_scan_cycle is None
+    comp = by_id(qemu_argv(spec, "primary"), "-object")["comp0"]
+    assert comp["compare_timeout"] == "500" and comp["max_queue_size"] == "2048"
+    assert "expired_scan_cycle" not in comp
+    assert "compare_timeout" not in by_id(qemu_argv(make(), "primary"), "-object")["comp0"]
+    with pytest.raises(InvalidSpec, match="compare_timeout must be an integer"):
+        VMSpec.from_dict(dict(make().to_dict(), compare_timeout="soon"))
 
 
 def test_validation_lists_every_problem():

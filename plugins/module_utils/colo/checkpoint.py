@@ -8,8 +8,6 @@ primary's STOP/RESUME events (one pair per checkpoint = its pause).
 """
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,6 +22,9 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
 )
 from ansible_collections.colo.ft.plugins.module_utils.colo.guard import QemuVersion, version_problems
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.stats import pauses_from_events
+# Re-exported until status.py imports it from stats.
+from ansible_collections.colo.ft.plugins.module_utils.colo.stats import sample_checkpoints  # pylint: disable=unused-import
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 MIGRATION_PORT = 9998
@@ -119,86 +120,6 @@ def wait_colo(primary: QMPClient, secondary: QMPClient | None, timeout: float = 
         if time.monotonic() - start > timeout:
             raise ColoError(f"COLO not running after {timeout:g}s (primary migration status {st})")
         time.sleep(0.05)
-
-
-# -- checkpoint statistics -------------------------------------------------------------
-
-
-@dataclass
-class CheckpointStats:
-    """Checkpoints seen in a window: each is a STOP..RESUME pause of the primary."""
-
-    window_s: float = 0.0
-    pauses_ms: list[float] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return len(self.pauses_ms)
-
-    @property
-    def p50_ms(self) -> float | None:
-        return statistics.median(self.pauses_ms) if self.pauses_ms else None
-
-    @property
-    def p99_ms(self) -> float | None:
-        return percentile(self.pauses_ms, 99)
-
-    @property
-    def max_ms(self) -> float | None:
-        return max(self.pauses_ms) if self.pauses_ms else None
-
-    @property
-    def per_second(self) -> float | None:
-        return self.count / self.window_s if self.window_s > 0 else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "window_s": _round(self.window_s),
-            "count": self.count,
-            "pause_p50_ms": _round(self.p50_ms),
-            "pause_p99_ms": _round(self.p99_ms),
-            "pause_max_ms": _round(self.max_ms),
-            "per_second": _round(self.per_second),
-        }
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100): a value that was measured, None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
-
-
-def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)
-
-
-def pauses_from_events(events: list[dict[str, Any]], since: float = 0.0, until: float | None = None) -> list[float]:
-    """Pause (ms) of every STOP followed by RESUME, by QEMU's event timestamps."""
-    pauses: list[float] = []
-    stopped: float | None = None
-    for ev in events:
-        t = QMPClient.event_time(ev)
-        if t < since or (until is not None and t > until):
-            continue
-        if ev.get("event") == "STOP":
-            stopped = t
-        elif ev.get("event") == "RESUME" and stopped is not None:
-            pauses.append((t - stopped) * 1000.0)
-            stopped = None
-    return pauses
-
-
-def sample_checkpoints(qmp: QMPClient, seconds: float) -> CheckpointStats:
-    """Watch the primary for `seconds` and report the checkpoints it made."""
-    start = time.time()
-    end = start + seconds
-    while time.time() < end:
-        qmp.events()  # keeps the socket drained; events stay buffered
-        time.sleep(min(0.1, max(0.0, end - time.time())))
-    evs = [e for e in qmp.events() if e.get("event") in ("STOP", "RESUME")]
-    return CheckpointStats(seconds, pauses_from_events(evs, since=start, until=end))
 
 
 # -- protect ------------------------------------------------------------------------------
@@ -298,7 +219,8 @@ def protect(
         res.actions += prepare_secondary(secondary, checkpoint_host, nbd_port, migration_port)
     was_running = run["running"]
     added_proxy: list[str] = []
-    wall = time.time()
+    # The guest's pause runs from resync's stop to COLO's start: listen from before it.
+    pause_events = primary.listen(("STOP", "RESUME"))
     t = time.monotonic()
     try:
         try:
@@ -327,7 +249,8 @@ def protect(
             _undo_protect(primary, was_running, bool(added_proxy))
             raise ColoError(f"{exc}; {SECONDARY_HINT.format(addr=checkpoint_host)}") from None
         raise
-    pauses = pauses_from_events([e for e in primary.events() if e.get("event") in ("STOP", "RESUME")], since=wall)
+    pause_events.close()
+    pauses = pauses_from_events(pause_events.events)
     res.guest_pause_ms = pauses[0] if pauses else None
     res.duration_s = time.monotonic() - t0
     return res

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 
-from ansible_collections.colo.ft.plugins.module_utils.colo.checkpoint import percentile
+from ansible_collections.colo.ft.plugins.module_utils.colo.stats import percentile
 
 
 def summary(values: list[float], digits: int = 3) -> dict:

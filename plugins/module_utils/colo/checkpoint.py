@@ -24,7 +24,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
 )
 from ansible_collections.colo.ft.plugins.module_utils.colo.guard import QemuVersion, version_problems
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan, Step, send
-from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import EventListener, QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import MIGRATING, VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.stats import pauses_from_events
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
@@ -270,6 +270,9 @@ def plan_protect(st: VMState, spec: VMSpec, host: str | None, timeout: float = 6
         raise ColoError(f"the primary is {st.run_state}, not running")
     if add_proxy and not spec.forward_addr:
         raise ColoError("protection needs this host's forward-link address: set forward_address")
+    # The guest's pause runs from resync's stop to COLO's start: listen from before it.
+    pauses: list[EventListener] = []
+    out.add(lambda qmp: _listen(qmp, pauses))
     if not boot:
         replication.plan_resync(out, st, host, spec.nbd_port,
                                 lambda qmp: _resync(qmp, out.result, host, spec, timeout, progress))
@@ -279,9 +282,14 @@ def plan_protect(st: VMState, spec: VMSpec, host: str | None, timeout: float = 6
     plan_capabilities(out, st)
     plan_delay(out, st, spec.checkpoint_delay_ms)
     uri = f"tcp:{_host(host)}:{spec.migration_port}"
-    out.add(lambda qmp: _migrate(qmp, out.result, uri, timeout, host), f"migrate {uri}")
-    out.undo = lambda qmp: _undo_protect(qmp, st.running, add_proxy and "comp0" not in st.objects)
+    out.add(lambda qmp: _migrate(qmp, out.result, uri, timeout, host, pauses[0]), f"migrate {uri}")
+    out.undo = lambda qmp: _undo_protect(qmp, st.running, add_proxy and "comp0" not in st.objects, pauses)
     return out
+
+
+def _listen(qmp: QMPClient, into: list[EventListener]) -> list[str]:
+    into.append(qmp.listen(("STOP", "RESUME")))
+    return []
 
 
 def _resync(qmp: QMPClient, res: ProtectResult, host: str, spec: VMSpec, timeout: float,
@@ -296,16 +304,17 @@ def _resync(qmp: QMPClient, res: ProtectResult, host: str, spec: VMSpec, timeout
     return done
 
 
-def _migrate(qmp: QMPClient, res: ProtectResult, uri: str, timeout: float, host: str) -> list[str]:
-    with qmp.listen(("STOP", "RESUME")) as pauses:
-        qmp.execute("migrate", {"uri": uri})
-        try:
-            _wait_colo(qmp, res, timeout)
-        except ColoError as exc:
-            if qmp.execute("query-migrate").get("status") in ("failed", "cancelled"):
-                raise ColoError(f"{exc}; {SECONDARY_HINT.format(addr=host)}") from None
-            raise
-        found = pauses_from_events(pauses.events)
+def _migrate(qmp: QMPClient, res: ProtectResult, uri: str, timeout: float, host: str,
+             pauses: EventListener) -> list[str]:
+    qmp.execute("migrate", {"uri": uri})
+    try:
+        _wait_colo(qmp, res, timeout)
+    except ColoError as exc:
+        if qmp.execute("query-migrate").get("status") in ("failed", "cancelled"):
+            raise ColoError(f"{exc}; {SECONDARY_HINT.format(addr=host)}") from None
+        raise
+    pauses.close()
+    found = pauses_from_events(pauses.events)
     res.guest_pause_ms = found[0] if found else None
     return [f"migrate {uri}"]
 
@@ -315,9 +324,11 @@ def _wait_colo(qmp: QMPClient, res: ProtectResult, timeout: float) -> list[str]:
     return []
 
 
-def _undo_protect(primary: QMPClient, was_running: bool, drop_proxy: bool) -> None:
+def _undo_protect(primary: QMPClient, was_running: bool, drop_proxy: bool, pauses: list[EventListener]) -> None:
     """Best effort after a failed protection: no half-attached replication or proxy that it
     added, guest running again (a failed migration leaves the stopped source paused)."""
+    for listener in pauses:
+        listener.close()
     try:
         if primary.execute("query-migrate").get("status") in MIGRATING:
             return  # still migrating: the caller's error says so; cancelling is the user's call

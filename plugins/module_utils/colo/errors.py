@@ -10,18 +10,35 @@ class ColoError(Exception):
     """Base of every runtime error."""
 
 
-class QMPError(ColoError):
-    """QEMU answered a command with {"error": {"class": ..., "desc": ...}}."""
+def sent(command: str, arguments: dict | None = None) -> str:
+    """A QMP command as it was sent, for messages: "migrate {'uri': 'tcp:h:9998'}"."""
+    return f"{command} {arguments!r}" if arguments else command
 
-    def __init__(self, command: str, error_class: str, desc: str):
+
+class QMPError(ColoError):
+    """QEMU answered a command with {"error": {"class": ..., "desc": ...}}.
+
+    Keeps what was sent (command, arguments) and what QEMU said (error_class, desc).
+    """
+
+    def __init__(self, command: str, error_class: str, desc: str, arguments: dict | None = None):
         self.command = command
+        self.arguments = arguments
         self.error_class = error_class
         self.desc = desc
-        super().__init__(f"QMP command {command!r} failed: {desc} ({error_class})")
+        super().__init__(f"{sent(command, arguments)}: {desc} ({error_class})")
 
 
 class QMPTimeout(ColoError):
-    """No answer (or no awaited event) within the deadline."""
+    """No answer (or no awaited event) within the deadline.
+
+    command and arguments: the command that got no answer (None while waiting for an event).
+    """
+
+    def __init__(self, message: str, command: str | None = None, arguments: dict | None = None):
+        self.command = command
+        self.arguments = arguments
+        super().__init__(f"{sent(command, arguments)}: {message}" if command else message)
 
 
 class QMPConnectionError(ColoError):

@@ -4,6 +4,15 @@ Single-threaded on purpose: every read goes through one select() loop with a
 deadline, so events that arrive while we wait for a reply are kept (with the
 timestamp QEMU put on them) instead of being lost or needing a reader thread.
 
+Events are kept only for the listeners open when they arrive, as in QEMU's
+python/qemu/qmp: open one on the names you want before the action that
+causes them, and read them from it:
+
+    with client.listen(("STOP", "RESUME")) as listener:
+        client.execute("stop")
+        listener.wait("STOP", timeout=5)
+    listener.events   # every STOP/RESUME that came while the block was open
+
 QEMU serves one client at a time per QMP socket: a second client connects but
 gets no greeting until the first one disconnects. Keep connections short.
 """
@@ -13,7 +22,8 @@ import json
 import select
 import socket
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
@@ -21,6 +31,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
     QMPConnectionError,
     QMPError,
     QMPTimeout,
+    sent,
 )
 
 EventPredicate = Callable[[dict[str, Any]], bool]
@@ -29,8 +40,79 @@ EventPredicate = Callable[[dict[str, Any]], bool]
 _MAX_LINE = 64 * 1024 * 1024
 
 
+class EventListener:
+    """The events named in `names` (None: all) that arrive while it is open.
+
+    Made by QMPClient.listen(), open from then until close() (or the end of
+    its `with` block). `events` is every event it accepted, in order; get()
+    and wait() hand them out one at a time, reading the socket while they
+    wait (which feeds every open listener of the client).
+    """
+
+    def __init__(self, client: QMPClient, names: Iterable[str] | None, max_events: int):
+        self.client = client
+        self.names = None if names is None else frozenset((names,) if isinstance(names, str) else names)
+        # COLO emits STOP/RESUME at every checkpoint: a long-open listener keeps the newest max_events.
+        self._history: deque[dict[str, Any]] = deque(maxlen=max_events)
+        self._unread: deque[dict[str, Any]] = deque(maxlen=max_events)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Events accepted so far, oldest first (those handed out by get()/wait() too).
+
+        Each is QEMU's dict: {"event": NAME, "data": {...},
+        "timestamp": {"seconds": S, "microseconds": US}}. Events still unread on
+        the socket are not in it: drain() reads them.
+        """
+        return list(self._history)
+
+    def accept(self, event: dict[str, Any]) -> bool:
+        """Keep the event if its name is one listened to."""
+        if self.names is not None and event.get("event") not in self.names:
+            return False
+        self._history.append(event)
+        self._unread.append(event)
+        return True
+
+    def get(self, timeout: float) -> dict[str, Any]:
+        """The oldest event not handed out yet, waiting up to timeout seconds for one."""
+        deadline = time.monotonic() + timeout
+        while not self._unread:
+            self.client._read_event(deadline, f"an event {sorted(self.names or ['(any)'])}")
+        return self._unread.popleft()
+
+    def wait(self, name: str, timeout: float, predicate: EventPredicate | None = None) -> dict[str, Any]:
+        """The oldest event NAME not handed out yet that matches predicate.
+
+        Other events stay for later get()/wait() calls.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self._unread):
+                if ev.get("event") == name and (predicate is None or predicate(ev)):
+                    del self._unread[i]
+                    return ev
+            self.client._read_event(deadline, f"event {name}")
+
+    def drain(self, seconds: float = 0.0) -> list[dict[str, Any]]:
+        """Read the socket for `seconds` (0: only what is already there); returns `events`."""
+        self.client._drain(seconds)
+        return self.events
+
+    def close(self) -> None:
+        """Stop accepting events (those accepted stay readable)."""
+        if self in self.client._listeners:
+            self.client._listeners.remove(self)
+
+    def __enter__(self) -> EventListener:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class QMPClient:
-    """QMP client: connect(), execute(), hmp(), events(), wait_event().
+    """QMP client: connect(), execute(), hmp(), listen().
 
     Usable as a context manager (connects on enter, closes on exit).
     """
@@ -38,15 +120,13 @@ class QMPClient:
     def __init__(self, path: str, timeout: float = 10.0, max_events: int = 10000):
         self.path = path
         self.timeout = timeout
-        # COLO emits STOP/RESUME at every checkpoint: bound the buffer of a
-        # long-lived connection (oldest events are dropped first).
-        self.max_events = max_events
+        self.max_events = max_events  # bound of each listener (oldest events are dropped first)
         self.greeting: dict[str, Any] = {}
         self.version: tuple[int, int, int] = (0, 0, 0)
         self.package: str = ""
         self._sock: socket.socket | None = None
         self._buf = b""
-        self._events: list[dict[str, Any]] = []
+        self._listeners: list[EventListener] = []
         self._next_id = 0
 
     # -- connection ---------------------------------------------------------
@@ -144,37 +224,16 @@ class QMPClient:
 
     # -- events -------------------------------------------------------------
 
-    def events(self, name: str | None = None, clear: bool = False) -> list[dict[str, Any]]:
-        """Events received so far (including any waiting unread on the socket).
+    def listen(self, names: Iterable[str] | None = None) -> EventListener:
+        """A listener for the events named (None: all), open from now on.
 
-        Each event is QEMU's dict: {"event": NAME, "data": {...},
-        "timestamp": {"seconds": S, "microseconds": US}}. With clear=True the
-        returned events are removed from the buffer.
+        Use it as `with client.listen(("STOP", "RESUME")) as listener:` so it
+        closes at the end of the block; events that come while no listener
+        wants them are dropped.
         """
-        self._drain()
-        found = [e for e in self._events if name is None or e.get("event") == name]
-        if clear:
-            if name is None:
-                self._events.clear()
-            else:
-                self._events = [e for e in self._events if e.get("event") != name]
-        return found
-
-    def wait_event(self, name: str, timeout: float, predicate: EventPredicate | None = None) -> dict[str, Any]:
-        """Return (and remove from the buffer) the oldest event NAME matching predicate.
-
-        Already-buffered events count: call events(clear=True) before the
-        action whose event you want, if older ones may be around.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, ev in enumerate(self._events):
-                if ev.get("event") == name and (predicate is None or predicate(ev)):
-                    return self._events.pop(i)
-            if self._sock is None:
-                raise QMPConnectionError(f"not connected to {self.path} while waiting for event {name}")
-            msg = self._read_message(deadline, waiting_for=f"event {name}")
-            self._dispatch(msg)
+        listener = EventListener(self, names, self.max_events)
+        self._listeners.append(listener)
+        return listener
 
     @staticmethod
     def event_time(event: dict[str, Any]) -> float:
@@ -195,17 +254,17 @@ class QMPClient:
             try:
                 reply = self._read_message(deadline, waiting_for=f"the answer to {command!r}")
             except QMPTimeout:
-                raise QMPTimeout(f"QMP command {command!r} got no answer in time on {self.path}") from None
+                raise QMPTimeout(f"got no answer in time on {self.path}", command, arguments) from None
             except QMPConnectionError as exc:
-                raise QMPConnectionError(f"QMP command {command!r}: {exc}") from None
+                raise QMPConnectionError(f"{sent(command, arguments)}: {exc}") from None
             if "event" in reply:
-                self._keep(reply)
+                self._dispatch(reply)
                 continue
             if reply.get("id") != cmd_id:
                 continue  # late answer to an earlier command that timed out
             if "error" in reply:
                 err = reply["error"]
-                raise QMPError(command, str(err.get("class", "GenericError")), str(err.get("desc", "")))
+                raise QMPError(command, str(err.get("class", "GenericError")), str(err.get("desc", "")), arguments)
             return reply.get("return")
 
     def _send(self, msg: dict[str, Any], deadline: float) -> None:
@@ -231,24 +290,29 @@ class QMPClient:
     def _dispatch(self, msg: dict[str, Any]) -> None:
         # Outside a command, only events matter; stray answers are dropped.
         if "event" in msg:
-            self._keep(msg)
+            for listener in list(self._listeners):
+                listener.accept(msg)
 
-    def _keep(self, event: dict[str, Any]) -> None:
-        self._events.append(event)
-        if len(self._events) > self.max_events:
-            del self._events[: len(self._events) - self.max_events]
-
-    def _drain(self) -> None:
-        """Read whatever is already on the socket, without waiting."""
+    def _read_event(self, deadline: float, waiting_for: str) -> None:
+        """Read one message and hand it to the listeners (a listener waits)."""
         if self._sock is None:
-            return
-        while True:
+            raise QMPConnectionError(f"not connected to {self.path} while waiting for {waiting_for}")
+        self._dispatch(self._read_message(deadline, waiting_for))
+
+    def _drain(self, seconds: float = 0.0) -> None:
+        """Hand what arrives within `seconds` to the listeners (0: what is already there)."""
+        deadline = time.monotonic() + seconds
+        while self._sock is not None:
             msg = self._pop_line()
             if msg is not None:
                 self._dispatch(msg)
                 continue
-            readable, _wlist, _xlist = select.select([self._sock], [], [], 0)
-            if not readable or not self._recv():
+            remaining = max(0.0, deadline - time.monotonic())
+            readable, _wlist, _xlist = select.select([self._sock], [], [], remaining)
+            if not readable:
+                return
+            if not self._recv():
+                self.close()
                 return
 
     def _read_message(self, deadline: float, waiting_for: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ansible_collections.colo.ft.plugins.module_utils.colo import proc
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPError
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan
-from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import EventListener, QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import DISK_ID, PARENT_ID, REPLICATION_NODE
 
 if TYPE_CHECKING:  # state.py reads the replication node through this module
@@ -200,9 +200,13 @@ def _job(qmp: QMPClient, job_id: str) -> dict[str, Any] | None:
     return next((j for j in qmp.execute("query-block-jobs") if j.get("device") == job_id), None)
 
 
-def _job_error(qmp: QMPClient, job_id: str) -> str:
-    for ev in reversed(qmp.events()):
-        if ev.get("event") in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED") and ev["data"].get("device") == job_id:
+JOB_ENDS = ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")
+
+
+def _job_error(ended: EventListener, job_id: str) -> str:
+    """Why the job ended, from the JOB_ENDS events a listener saw."""
+    for ev in reversed(ended.drain()):
+        if ev.get("data", {}).get("device") == job_id:
             return ev["data"].get("error", ev["event"])
     return "it vanished"
 
@@ -226,31 +230,32 @@ def resync(
     if replication_child(qmp, disk, node) is not None:
         return []
     done: list[str] = []
-    if _job(qmp, JOB) is None:
-        qmp.execute(
-            "drive-mirror",
-            {
-                "device": disk,
-                "job-id": JOB,
-                "target": nbd_uri(host, port, export),
-                "mode": "existing",
-                "format": "raw",
-                "sync": "full",
-            },
-        )
-        done.append(f"drive-mirror {disk} -> {nbd_uri(host, port, export)}")
-    deadline = time.monotonic() + timeout
-    while True:
-        job = _job(qmp, JOB)
-        if job is None:
-            raise ColoError(f"resync job of {disk} ended before it was ready: {_job_error(qmp, JOB)}")
-        if progress:
-            progress(int(job.get("offset", 0)), int(job.get("len", 0)))
-        if job.get("ready"):
-            break
-        if time.monotonic() > deadline:
-            raise ColoError(f"resync of {disk} not ready after {timeout:g}s ({job.get('offset')}/{job.get('len')})")
-        time.sleep(0.05)
+    with qmp.listen(JOB_ENDS) as ended:
+        if _job(qmp, JOB) is None:
+            qmp.execute(
+                "drive-mirror",
+                {
+                    "device": disk,
+                    "job-id": JOB,
+                    "target": nbd_uri(host, port, export),
+                    "mode": "existing",
+                    "format": "raw",
+                    "sync": "full",
+                },
+            )
+            done.append(f"drive-mirror {disk} -> {nbd_uri(host, port, export)}")
+        deadline = time.monotonic() + timeout
+        while True:
+            job = _job(qmp, JOB)
+            if job is None:
+                raise ColoError(f"resync job of {disk} ended before it was ready: {_job_error(ended, JOB)}")
+            if progress:
+                progress(int(job.get("offset", 0)), int(job.get("len", 0)))
+            if job.get("ready"):
+                break
+            if time.monotonic() > deadline:
+                raise ColoError(f"resync of {disk} not ready after {timeout:g}s ({job.get('offset')}/{job.get('len')})")
+            time.sleep(0.05)
     if qmp.execute("query-status")["running"]:
         qmp.execute("stop")
         done.append("stop")

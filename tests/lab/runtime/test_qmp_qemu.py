@@ -46,33 +46,31 @@ def test_error_classes(vm):
 
 
 def test_stop_cont_events(vm):
-    with QMPClient(vm.qmp_path, timeout=5) as qmp:
-        qmp.events(clear=True)
+    with QMPClient(vm.qmp_path, timeout=5) as qmp, qmp.listen(("STOP", "RESUME")) as listener:
         before = time.time()
         qmp.execute("stop")
-        stop = qmp.wait_event("STOP", timeout=5)
+        stop = listener.wait("STOP", timeout=5)
         assert qmp.execute("query-status")["status"] == "paused"
         qmp.execute("cont")
-        resume = qmp.wait_event("RESUME", timeout=5)
+        resume = listener.wait("RESUME", timeout=5)
         assert qmp.execute("query-status")["status"] == "running"
         # QEMU's own timestamps are kept, in order, and close to now.
         assert before - 5 < QMPClient.event_time(stop) <= QMPClient.event_time(resume) < time.time() + 5
 
 
 def test_events_seen_while_executing(vm):
-    with QMPClient(vm.qmp_path, timeout=5) as qmp:
-        qmp.events(clear=True)
+    with QMPClient(vm.qmp_path, timeout=5) as qmp, qmp.listen() as listener:
         qmp.execute("stop")
         qmp.execute("cont")  # STOP arrived while waiting for these answers
-        names = [e["event"] for e in qmp.events()]
+        names = [e["event"] for e in listener.drain()]
         assert names[:2] == ["STOP", "RESUME"]
 
 
 def test_wait_event_timeout(vm):
     with QMPClient(vm.qmp_path, timeout=5) as qmp:
         t = time.monotonic()
-        with pytest.raises(QMPTimeout):
-            qmp.wait_event("SHUTDOWN", timeout=0.3)
+        with pytest.raises(QMPTimeout), qmp.listen(("SHUTDOWN",)) as listener:
+            listener.wait("SHUTDOWN", timeout=0.3)
         assert time.monotonic() - t < 2
 
 
@@ -90,14 +88,14 @@ def test_hmp(vm):
 
 
 def test_quit_closes(vm):
-    with QMPClient(vm.qmp_path, timeout=5) as qmp:
+    with QMPClient(vm.qmp_path, timeout=5) as qmp, qmp.listen() as listener:
         try:
             qmp.execute("quit")
         except QMPConnectionError:
             pass
-        qmp.wait_event("SHUTDOWN", timeout=5)
+        listener.wait("SHUTDOWN", timeout=5)
         with pytest.raises(QMPConnectionError):
-            qmp.wait_event("NEVER", timeout=5)
+            listener.wait("NEVER", timeout=5)
 
 
 def test_command_timings(vm, capsys):
@@ -114,10 +112,11 @@ def test_command_timings(vm, capsys):
                 samples.append((time.perf_counter() - t) * 1000)
             res[c] = (statistics.median(samples), max(samples))
         t = time.perf_counter()
-        qmp.execute("stop")
-        qmp.wait_event("STOP", 5)
-        qmp.execute("cont")
-        qmp.wait_event("RESUME", 5)
+        with qmp.listen(("STOP", "RESUME")) as listener:
+            qmp.execute("stop")
+            listener.wait("STOP", 5)
+            qmp.execute("cont")
+            listener.wait("RESUME", 5)
         res["stop+cont with events"] = ((time.perf_counter() - t) * 1000,) * 2
     t = time.perf_counter()
     QMPClient(vm.qmp_path, timeout=5).connect()

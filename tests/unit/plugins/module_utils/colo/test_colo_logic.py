@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proxy, replication
+from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proxy, replication, stats
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import UnsupportedQemu
 from ansible_collections.colo.ft.plugins.module_utils.colo.devices import primary_objects
@@ -42,18 +42,18 @@ def ev(name, t):
 def test_pauses_pair_stop_with_next_resume():
     events = [ev("RESUME", 99.0), ev("STOP", 100.0), ev("RESUME", 100.08), ev("STOP", 102.0), ev("RESUME", 102.2),
               ev("STOP", 104.0)]
-    assert [round(p) for p in checkpoint.pauses_from_events(events)] == [80, 200]
+    assert [round(p) for p in stats.pauses_from_events(events)] == [80, 200]
     # The window cuts events by QEMU's timestamps.
-    assert [round(p) for p in checkpoint.pauses_from_events(events, since=101.0)] == [200]
-    assert checkpoint.pauses_from_events(events, until=101.0) == pytest.approx([80.0], abs=0.01)
+    assert [round(p) for p in stats.pauses_from_events(events, since=101.0)] == [200]
+    assert stats.pauses_from_events(events, until=101.0) == pytest.approx([80.0], abs=0.01)
 
 
 def test_stats_summary():
-    s = checkpoint.CheckpointStats(10.0, [50.0, 70.0, 200.0])
+    s = stats.CheckpointStats(10.0, [50.0, 70.0, 200.0])
     d = s.to_dict()
     assert d == {"window_s": 10.0, "count": 3, "pause_p50_ms": 70.0, "pause_p99_ms": 200.0, "pause_max_ms": 200.0,
                  "per_second": 0.3}
-    empty = checkpoint.CheckpointStats(5.0).to_dict()
+    empty = stats.CheckpointStats(5.0).to_dict()
     assert empty["pause_p99_ms"] is None
     assert empty["count"] == 0 and empty["pause_p50_ms"] is None
 
@@ -167,9 +167,9 @@ def test_role_names():
 
 def test_percentile_is_nearest_rank():
     values = list(range(1, 101))  # 1..100
-    assert checkpoint.percentile(values, 50) == 50
-    assert checkpoint.percentile(values, 99) == 99
-    assert checkpoint.percentile(values, 100) == 100
-    assert checkpoint.percentile([7.0], 99) == 7.0
-    assert checkpoint.percentile([3, 1, 2], 0) == 1  # the smallest, whatever the order
-    assert checkpoint.percentile([], 50) is None
+    assert stats.percentile(values, 50) == 50
+    assert stats.percentile(values, 99) == 99
+    assert stats.percentile(values, 100) == 100
+    assert stats.percentile([7.0], 99) == 7.0
+    assert stats.percentile([3, 1, 2], 0) == 1  # the smallest, whatever the order
+    assert stats.percentile([], 50) is None

@@ -97,33 +97,91 @@ def test_connect_version_and_capabilities(fake):
 
 def test_events_read_while_waiting_for_reply_keep_timestamp(fake):
     srv = fake(lambda c, a, i: [ev("STOP", usec=1), ev("RESUME", usec=2), {"return": {}, "id": i}])
-    with QMPClient(srv.path, timeout=2) as qmp:
+    with QMPClient(srv.path, timeout=2) as qmp, qmp.listen() as listener:
         assert qmp.execute("stop") == {}
-        assert [e["event"] for e in qmp.events()] == ["STOP", "RESUME"]
-        assert qmp.events("STOP")[0]["timestamp"] == {"seconds": 1795833359, "microseconds": 1}
-        assert QMPClient.event_time(qmp.events("RESUME")[0]) == pytest.approx(1795833359.000002)
-        assert qmp.wait_event("RESUME", timeout=0.1)["event"] == "RESUME"
-        assert [e["event"] for e in qmp.events()] == ["STOP"]   # wait_event consumed RESUME
-        assert qmp.events("STOP", clear=True) and qmp.events() == []
+        assert [e["event"] for e in listener.events] == ["STOP", "RESUME"]
+        assert listener.events[0]["timestamp"] == {"seconds": 1795833359, "microseconds": 1}
+        assert QMPClient.event_time(listener.events[1]) == pytest.approx(1795833359.000002)
+        assert listener.wait("RESUME", timeout=0.1)["event"] == "RESUME"
+        assert listener.get(timeout=0.1)["event"] == "STOP"   # wait() left STOP unread
+        assert [e["event"] for e in listener.events] == ["STOP", "RESUME"]   # handed out, still listed
 
 
 def test_wait_event_reads_socket_and_predicate(fake):
     srv = fake(lambda c, a, i: [{"return": {}, "id": i}, 0.05,
                                 ev("BLOCK_JOB_READY", device="other"), ev("BLOCK_JOB_READY", device="resync")])
-    with QMPClient(srv.path, timeout=2) as qmp:
+    with QMPClient(srv.path, timeout=2) as qmp, qmp.listen(("BLOCK_JOB_READY",)) as listener:
         qmp.execute("drive-mirror", {"device": "colo-disk0"})
-        e = qmp.wait_event("BLOCK_JOB_READY", 2, predicate=lambda e: e["data"]["device"] == "resync")
+        e = listener.wait("BLOCK_JOB_READY", 2, predicate=lambda e: e["data"]["device"] == "resync")
         assert e["data"]["device"] == "resync"
-        assert qmp.events("BLOCK_JOB_READY")[0]["data"]["device"] == "other"
+        assert listener.get(0.1)["data"]["device"] == "other"
 
 
 def test_wait_event_timeout(fake):
     srv = fake(lambda c, a, i: [{"return": {}, "id": i}])
-    with QMPClient(srv.path, timeout=2) as qmp:
+    with QMPClient(srv.path, timeout=2) as qmp, qmp.listen(("RESUME",)) as listener:
         t = time.monotonic()
-        with pytest.raises(QMPTimeout, match="event RESUME"):
-            qmp.wait_event("RESUME", 0.2)
+        with pytest.raises(QMPTimeout, match="event RESUME") as exc:
+            listener.wait("RESUME", 0.2)
         assert 0.15 < time.monotonic() - t < 1.0
+        assert exc.value.command is None
+        with pytest.raises(QMPTimeout, match="an event"):
+            listener.get(0.1)
+
+
+def test_listener_sees_only_its_names_while_open(fake):
+    def handler(cmd, args, i):
+        return [ev(cmd.upper(), usec=len(srv.received)), {"return": {}, "id": i}]
+    srv = fake(handler)
+    with QMPClient(srv.path, timeout=2) as qmp:
+        qmp.execute("stop")                        # before: nobody listens
+        with qmp.listen(("STOP", "RESUME")) as listener:
+            qmp.execute("stop")
+            qmp.execute("shutdown")                # not a name listened to
+            qmp.execute("resume")
+        qmp.execute("stop")                        # after the block: not seen
+        assert [(e["event"], e["timestamp"]["microseconds"]) for e in listener.events] == [("STOP", 3), ("RESUME", 5)]
+
+
+def test_two_listeners_at_once(fake):
+    srv = fake(lambda c, a, i: [ev("STOP"), ev("BLOCK_JOB_READY", device="resync"), ev("RESUME"),
+                                {"return": {}, "id": i}])
+    with QMPClient(srv.path, timeout=2) as qmp:
+        with qmp.listen(("STOP", "RESUME")) as pauses, qmp.listen(("BLOCK_JOB_READY",)) as jobs:
+            with qmp.listen() as everything:
+                qmp.execute("stop")
+            qmp.execute("stop")
+            assert [e["event"] for e in pauses.events] == ["STOP", "RESUME"] * 2
+            assert [e["data"]["device"] for e in jobs.events] == ["resync"] * 2
+            assert len(everything.events) == 3
+            # Handing out from one listener leaves the other's events alone.
+            assert pauses.wait("RESUME", 0.1) and pauses.get(0.1)["event"] == "STOP"
+            assert jobs.get(0.1)["event"] == "BLOCK_JOB_READY"
+
+
+def test_events_arriving_during_a_command_and_drain(fake):
+    def handler(cmd, args, i):
+        if cmd == "migrate":   # an event before the answer, then more while nobody asks anything
+            return [ev("STOP", usec=1), {"return": {}, "id": i}, 0.05, ev("RESUME", usec=2), ev("STOP", usec=3)]
+        return [{"return": {}, "id": i}]
+    srv = fake(handler)
+    with QMPClient(srv.path, timeout=2) as qmp:
+        with qmp.listen(("STOP", "RESUME")) as listener:
+            qmp.execute("migrate", {"uri": "tcp:10.0.0.2:9998"})
+            assert [e["event"] for e in listener.events] == ["STOP"]
+            assert [e["timestamp"]["microseconds"] for e in listener.drain(0.5)] == [1, 2, 3]
+        assert listener.events == listener.drain()   # closed: takes nothing more
+
+
+def test_listener_returns_what_it_has_after_the_connection_closed(fake):
+    srv = fake(lambda c, a, i: [ev("SHUTDOWN"), {"return": {}, "id": i}] if c == "quit" else "close")
+    with QMPClient(srv.path, timeout=2) as qmp, qmp.listen() as listener:
+        qmp.execute("quit")
+        with pytest.raises(QMPConnectionError, match="closed"):
+            qmp.execute("query-status")
+        assert listener.wait("SHUTDOWN", 1)["event"] == "SHUTDOWN"
+        with pytest.raises(QMPConnectionError, match="not connected"):
+            listener.wait("NEVER", 1)
 
 
 def test_error_reply(fake):
@@ -136,6 +194,18 @@ def test_error_reply(fake):
     assert exc.value.command == "nope"
     assert exc.value.desc == "The command nope has not been found"
     assert "nope" in str(exc.value) and "CommandNotFound" in str(exc.value)
+    assert exc.value.arguments is None
+
+
+def test_error_keeps_what_was_sent(fake):
+    srv = fake(lambda c, a, i: [{"error": {"class": "GenericError", "desc": "Failed to connect"}, "id": i}])
+    args = {"uri": "tcp:10.0.0.2:9998"}
+    with QMPClient(srv.path, timeout=2) as qmp:
+        with pytest.raises(QMPError) as exc:
+            qmp.execute("migrate", args)
+    assert (exc.value.command, exc.value.arguments) == ("migrate", args)
+    assert (exc.value.error_class, exc.value.desc) == ("GenericError", "Failed to connect")
+    assert str(exc.value) == "migrate {'uri': 'tcp:10.0.0.2:9998'}: Failed to connect (GenericError)"
 
 
 def test_command_timeout_then_late_reply_is_discarded(fake):
@@ -145,8 +215,9 @@ def test_command_timeout_then_late_reply_is_discarded(fake):
         return [{"return": "fast", "id": i}]
     srv = fake(handler)
     with QMPClient(srv.path, timeout=2) as qmp:
-        with pytest.raises(QMPTimeout, match="'slow' got no answer"):
-            qmp.execute("slow", timeout=0.1)
+        with pytest.raises(QMPTimeout, match="^slow {'n': 1}: got no answer") as exc:
+            qmp.execute("slow", {"n": 1}, timeout=0.1)
+        assert (exc.value.command, exc.value.arguments) == ("slow", {"n": 1})
         assert qmp.execute("fast") == "fast"   # the late "slow" answer is skipped by id
 
 
@@ -184,7 +255,8 @@ def test_missing_and_stale_socket(tmp_path):
 
 def test_event_buffer_is_bounded(fake):
     srv = fake(lambda c, a, i: [ev("STOP", usec=n) for n in range(50)] + [{"return": {}, "id": i}])
-    with QMPClient(srv.path, timeout=2, max_events=10) as qmp:
+    with QMPClient(srv.path, timeout=2, max_events=10) as qmp, qmp.listen(("STOP",)) as listener:
         qmp.execute("stop")
-        kept = qmp.events()
+        kept = listener.events
         assert len(kept) == 10 and kept[0]["timestamp"]["microseconds"] == 40
+        assert listener.get(0.1)["timestamp"]["microseconds"] == 40

@@ -43,7 +43,15 @@ COMMON_ARGS: dict[str, dict[str, Any]] = {
     "state_root": {"type": "path", "default": STATE_ROOT},
 }
 
-# The VM description (colo.ft.vm); defaults equal VMSpec's.
+# colo-compare tuning: VMSpec fields; checkpoint and proxy take them as overrides of the recorded ones.
+COMPARE_ARGS: dict[str, dict[str, Any]] = {
+    "compare_timeout": {"type": "int"},
+    "expired_scan_cycle": {"type": "int"},
+    "max_queue_size": {"type": "int"},
+}
+
+# The VM description (colo.ft.vm); defaults equal VMSpec's. The COLO settings (checkpoint delay,
+# reconnect, compare) are recorded with the VM, so they hold across failover and re-protection.
 VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
     "memory_mib": {"type": "int", "default": 256},
     "vcpus": {"type": "int", "default": 1},
@@ -70,22 +78,17 @@ VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
     "nbd_port": {"type": "int"},
     "active_disk": {"type": "path"},
     "hidden_disk": {"type": "path"},
+    "checkpoint_delay_ms": {"type": "int", "default": 2000},
+    "reconnect_ms": {"type": "int", "default": 1000},
+    **COMPARE_ARGS,
     "qemu_binary": {"type": "str", "default": "qemu-system-x86_64"},
     "extra_args": {"type": "list", "elements": "str", "default": []},
 }
 
-# colo-compare tuning: VMSpec fields; checkpoint and proxy take them as overrides of the recorded ones.
-COMPARE_ARGS: dict[str, dict[str, Any]] = {
-    "compare_timeout": {"type": "int"},
-    "expired_scan_cycle": {"type": "int"},
-    "max_queue_size": {"type": "int"},
-}
-# Per-VM COLO settings of the VM description (recorded with the VM, kept across failover and re-protection).
-VM_SPEC_ARGS.update({
-    "checkpoint_delay_ms": {"type": "int", "default": 2000},
-    "reconnect_ms": {"type": "int", "default": 1000},
-    **COMPARE_ARGS,
-})
+# Options that place a VM on a host (the roles set them per host); the other VM_SPEC_ARGS describe the guest.
+PLACEMENT_ARGS = ("bridge", "tap", "forward_address", "checkpoint_address", "active_disk", "hidden_disk")
+# A guest option given directly and in the `vm` dict at once is refused (mutually_exclusive).
+GUEST_ARGS = tuple(k for k in VM_SPEC_ARGS if k not in PLACEMENT_ARGS)
 
 
 def spec_from_params(params: dict[str, Any]) -> VMSpec:

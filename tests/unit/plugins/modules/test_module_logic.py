@@ -180,8 +180,9 @@ def test_verdict_refuses_other_vm_and_mute_process():
 
 
 def snap(mode="none", last="none", status="running", migrate=None, caps=None, exports=(), child=None,
-         node=False, objects=None, chardevs=(), quorum=True, version=(11, 1, 3)):
+         node=False, objects=None, chardevs=(), quorum=True, version=(11, 1, 3), delay=2000):
     return VMState(version=version, mode=mode, last_mode=last, migration=migrate or {}, run_state=status,
+                   params={"x-checkpoint-delay": delay},
                    running=status == "running", caps=caps or {"x-colo": False, "return-path": False},
                    exports=tuple(exports), node_exists=node, has_quorum=quorum,
                    quorum_children={child: "replication0"} if child else {}, objects=objects or {},
@@ -224,13 +225,13 @@ def test_plan_ready_refuses_broken_qemu():
 
 
 def test_plan_protect():
-    fresh = protect(snap())
+    fresh = protect(snap(delay=20000), checkpoint_delay_ms=1500)
     assert fresh.changed is True
     steps = fresh.describe()
     assert steps[:3] == [f"drive-mirror colo-disk0 -> nbd://{ADDR}:9999/parent0", "stop", "block-job-cancel resync"]
     assert f"blockdev-add replication0 -> nbd://{ADDR}:9999/parent0" in steps
     assert "object-add colo-compare comp0" in steps and steps[-1] == f"migrate tcp:{ADDR}:9998"
-    assert "migrate-set-parameters x-checkpoint-delay=2000" in steps
+    assert "migrate-set-parameters x-checkpoint-delay=1500" in steps
     protected = snap(mode="primary", migrate={"status": "colo"})
     assert protect(protected).changed is False
     assert protect(snap(mode="none", last="secondary")).changed is True  # re-protection of a survivor
@@ -240,7 +241,6 @@ def test_plan_protect():
 
 def test_plan_protect_on_a_protected_pair_only_moves_the_delay():
     st = snap(mode="primary", migrate={"status": "colo"})
-    st = VMState(**{**st.__dict__, "params": {"x-checkpoint-delay": 2000}})
     assert protect(st).describe() == []
     assert protect(st, checkpoint_delay_ms=500).describe() == ["migrate-set-parameters x-checkpoint-delay=500"]
 

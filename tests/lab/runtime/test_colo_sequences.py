@@ -183,8 +183,8 @@ def test_protect_checkpoints_then_secondary_lost(env, vms):
 
 
 def test_primary_killed_failover_and_reprotect(env, vms):
-    # colo-facts' measured flow: the proxy is on the primary's command line, so
-    # the guest answers no client before protect() (colo-compare holds its output).
+    # QEMU's documented flow (docs/qemu-colo.md, "Primary command line"): the proxy is on the primary's
+    # command line, so the guest answers no client before protect() (colo-compare holds its output).
     p, s, boot = _pair(env, vms, "rt2")
     prim, sec = connect(p), connect(s)
     prober = None

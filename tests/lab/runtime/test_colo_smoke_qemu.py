@@ -1,7 +1,7 @@
 """The primary/secondary command lines really run COLO (one host, loopback links).
 
-Uses the QMP sequences of docs colo-facts ("protect a running primary", then
-failover on the secondary), written out here with raw QMP on purpose: this test
+Uses the QMP sequences of docs/qemu-colo.md ("Protect a running primary", then
+"Failover when the primary died"), written out here with raw QMP on purpose: this test
 checks the argv (ids, drives, unix-socket loopback pairs), not the sequence code.
 Guest: firmware only (no OS), which is enough for checkpoints.
 """
@@ -76,7 +76,7 @@ def test_protect_then_failover(proxy, make_spec, launcher, disk):
             pauses.append(QMPClient.event_time(resume) - QMPClient.event_time(stop))
         assert p.execute("query-status")["status"] in ("running", "colo")  # "colo" while a checkpoint is on
 
-    # the primary dies; the secondary takes over (colo-facts "Failover when the primary died")
+    # the primary dies; the secondary takes over (docs/qemu-colo.md, "Failover when the primary died")
     os.kill(rp.pid, signal.SIGKILL)
     with QMPClient(sec.qmp_path, timeout=10) as s:
         t = time.monotonic()

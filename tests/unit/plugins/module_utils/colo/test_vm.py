@@ -1,4 +1,4 @@
-"""VMSpec validation and the QEMU argv of each role, option by option (docs colo-facts)."""
+"""VMSpec validation and the QEMU argv of each role, option by option (docs/qemu-colo.md, "Primary command line", "Secondary command line")."""
 from __future__ import annotations
 
 import pytest

@@ -36,6 +36,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo import (  # noqa: E40
     status,
 )
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError  # noqa: E402
+from ansible_collections.colo.ft.plugins.module_utils.colo.stats import sample_checkpoints  # noqa: E402
 
 
 def _why_not() -> str | None:
@@ -96,7 +97,7 @@ def _sample_with_traffic(env, spec, qmp, seconds):
     prober = Prober(interval=0.2, timeout=3.0) if _services(env, spec) else None
     if prober:
         prober.start()
-    stats = checkpoint.sample_checkpoints(qmp, seconds)
+    stats = sample_checkpoints(qmp, seconds)
     if prober:
         prober.stop()
     return stats, (len(prober.results), prober.failures()) if prober else (0, 0)
@@ -198,7 +199,7 @@ def test_primary_killed_failover_and_reprotect(env, vms):
             prober = Prober(interval=0.02, timeout=0.3)
             prober.start()
             time.sleep(1.0)
-        stats = checkpoint.sample_checkpoints(prim, 4.0)
+        stats = sample_checkpoints(prim, 4.0)
         prim.close()
 
         kill_at = time.monotonic()
@@ -251,7 +252,7 @@ def test_primary_killed_failover_and_reprotect(env, vms):
             assert checkpoint.in_colo(sec, "primary") and checkpoint.in_colo(new, "secondary")
             assert failover.reprotect(sec, new, s).actions == []
             # 2 s checkpoint delay: a 10 s window leaves room on a loaded machine.
-            stats2 = checkpoint.sample_checkpoints(sec, 10.0)
+            stats2 = sample_checkpoints(sec, 10.0)
             assert stats2.count >= 2, stats2
             if _services(env, p):
                 out = ledger(["PUT after-reprotect"])

@@ -15,7 +15,7 @@ import time
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 import pytest
 
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import primary_objects, replication_blockdev
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import primary_objects, replication_blockdev
 
 CAPS = {"capabilities": [{"capability": "x-colo", "state": True}, {"capability": "return-path", "state": True}]}
 
@@ -43,20 +43,21 @@ def test_protect_then_failover(proxy, make_spec, launcher, disk):
                 if obj.id not in present:
                     p.execute("object-add", obj.qmp())
         t = time.monotonic()
-        p.execute("drive-mirror", {"device": "colo-disk0", "job-id": "resync", "mode": "existing",
-                                   "format": "raw", "sync": "full",
-                                   "target": f"nbd://{pri.checkpoint_addr}:{pri.nbd_port}/parent0"})
-        p.wait_event("BLOCK_JOB_READY", 30)
-        timings["mirror ready"] = time.monotonic() - t
-        p.execute("stop")
-        p.execute("block-job-cancel", {"device": "resync"})
-        p.wait_event("BLOCK_JOB_COMPLETED", 30)
+        with p.listen(("BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED")) as jobs:
+            p.execute("drive-mirror", {"device": "colo-disk0", "job-id": "resync", "mode": "existing",
+                                       "format": "raw", "sync": "full",
+                                       "target": f"nbd://{pri.checkpoint_addr}:{pri.nbd_port}/parent0"})
+            jobs.wait("BLOCK_JOB_READY", 30)
+            timings["mirror ready"] = time.monotonic() - t
+            p.execute("stop")
+            p.execute("block-job-cancel", {"device": "resync"})
+            jobs.wait("BLOCK_JOB_COMPLETED", 30)
         assert p.execute("query-block-jobs") == []
         p.execute("blockdev-add", replication_blockdev(pri))
         p.execute("x-blockdev-change", {"parent": "colo-disk0", "node": "replication0"})
         p.execute("migrate-set-capabilities", CAPS)
         p.execute("migrate-set-parameters", {"x-checkpoint-delay": 500})
-        p.events(clear=True)
+        pause_events = p.listen(("STOP", "RESUME"))
         t = time.monotonic()
         p.execute("migrate", {"uri": f"tcp:{pri.checkpoint_addr}:{pri.migration_port}"})
         deadline = time.monotonic() + 30
@@ -70,9 +71,9 @@ def test_protect_then_failover(proxy, make_spec, launcher, disk):
         # periodic checkpoints: the primary pauses (STOP) and resumes (RESUME)
         pauses = []
         for _checkpoint in range(3):
-            stop = p.wait_event("STOP", 10)
-            # (a RESUME from COLO's start, before the first checkpoint, may still be buffered)
-            resume = p.wait_event("RESUME", 10, lambda e: QMPClient.event_time(e) >= QMPClient.event_time(stop))
+            stop = pause_events.wait("STOP", 10)
+            # (a RESUME from COLO's start, before the first checkpoint, may still be unread)
+            resume = pause_events.wait("RESUME", 10, lambda e: QMPClient.event_time(e) >= QMPClient.event_time(stop))
             pauses.append(QMPClient.event_time(resume) - QMPClient.event_time(stop))
         assert p.execute("query-status")["status"] in ("running", "colo")  # "colo" while a checkpoint is on
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proxy, replication, state
+from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, migration, proxy, replication, state
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
 from ansible_collections.colo.ft.plugins.module_utils.colo.host import bridge_of, move_tap
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Plan, send
@@ -56,7 +56,7 @@ def plan_primary_lost(st: VMState, tap: str | None = None, tap_bridge: str | Non
     # no export shows: a server left without one is invisible to queries.
     out.add(replication.stop_nbd, *(["nbd-server-stop"] if st.exports else []))
     if st.mode == "secondary":
-        out.add(checkpoint.lost_heartbeat, "x-colo-lost-heartbeat")
+        out.add(migration.lost_heartbeat, "x-colo-lost-heartbeat")
     # The tap moves before f2 goes: until then the guest's frames still go to the
     # dead primary, so its first own frames (ARP among them) reach the client
     # network, never the isolated bridge, where a host kernel may answer an ARP
@@ -67,7 +67,7 @@ def plan_primary_lost(st: VMState, tap: str | None = None, tap_bridge: str | Non
         out.add(lambda _qmp: move_tap(tap, client_bridge, isolated_bridge),
                 f"ip link set {tap} master {client_bridge} (was {tap_bridge or 'no bridge'})")
     proxy.plan_remove_secondary(out, st)
-    out.add(checkpoint.wait_running)
+    out.add(migration.wait_running)
     if announce and out.changed:
         out.add(send("announce-self", ANNOUNCE, "announce-self"), "announce-self")
     return out
@@ -82,7 +82,7 @@ def plan_secondary_lost(st: VMState) -> Plan:
                         f"(last mode {st.last_mode}) and has no replication child; nothing to release")
     out = checkpoint.plan_release(st)
     # A primary released earlier (or by a heartbeat) must run too before this counts as done.
-    out.add(checkpoint.wait_running)
+    out.add(migration.wait_running)
     return out
 
 
@@ -122,7 +122,7 @@ def reprotect(survivor: QMPClient, new_secondary: QMPClient | None, spec: VMSpec
     the replication child re-added, then COLO starts; the guest keeps running
     apart from the short final pause.
     """
-    if checkpoint.colo_status(survivor)["mode"] == "secondary":
+    if migration.colo_status(survivor)["mode"] == "secondary":
         raise WrongSide("reprotect(): this VM is still a COLO secondary; run primary_lost() first")
     if not spec.checkpoint_addr or not spec.forward_addr:
         raise ColoError("reprotect(): spec needs forward_addr (this host) and checkpoint_addr (the new secondary)")

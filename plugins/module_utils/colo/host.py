@@ -17,7 +17,6 @@ from typing import Any
 from ansible_collections.colo.ft.plugins.module_utils.colo import proc
 from ansible_collections.colo.ft.plugins.module_utils.colo.argv import listen_ports
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, LaunchError
-from ansible_collections.colo.ft.plugins.module_utils.colo.replication import image_info
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 
@@ -68,6 +67,17 @@ def remove_tap(name: str) -> None:
     """Delete a tap if it exists (errors ignored: the VM is gone either way)."""
     if link_info(name) is not None:
         proc.run(["ip", "tuntap", "del", "dev", name, "mode", "tap"])
+
+
+def image_info(path: str, qemu_img: str = "qemu-img") -> dict[str, Any]:
+    # --force-share: the image may be open (and locked) by a running QEMU.
+    try:
+        res = proc.run([qemu_img, "info", "--force-share", "--output=json", path])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ColoError(f"qemu-img info {path} failed: {exc}") from None
+    if res.returncode != 0:
+        raise ColoError(f"qemu-img info {path} failed: {res.stderr.strip()}")
+    return json.loads(res.stdout)
 
 
 def create_overlays(spec: VMSpec, qemu_img: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """Disk replication of a COLO pair (QEMU's replication block driver over NBD).
 
-Secondary: active/hidden overlays and the NBD export of parent0.
+Secondary: the NBD export of parent0 (its active/hidden overlays: host.py).
 Primary: full resync of the secondary's disk (drive-mirror), then the
 replication0 child of the quorum colo-disk0 that copies every write.
 Each step looks at QEMU's state first and returns the actions it took:
@@ -9,17 +9,15 @@ from a VMState which of them a task needs (colo.ft.replication, protect).
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import proc
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPError
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan
-from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import EventListener, QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.qmp_events import EventListener
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import DISK_ID, PARENT_ID, REPLICATION_NODE
 
 if TYPE_CHECKING:  # state.py reads the replication node through this module
@@ -30,79 +28,8 @@ EXPORT = PARENT_ID  # the secondary's copy of the disk, exported over NBD
 NODE = REPLICATION_NODE  # primary-side replication child of the quorum
 JOB = "resync"
 NBD_PORT = 9999
-MEMORY_FS = ("tmpfs", "ramfs")
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
-
-
-# -- overlays (secondary, before QEMU starts) ----------------------------------
-
-
-def _run(argv: list[str]) -> subprocess.CompletedProcess:
-    try:
-        return proc.run(argv)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ColoError(f"{argv[0]} {argv[1]} failed: {exc}") from None
-
-
-def image_info(path: str, qemu_img: str = "qemu-img") -> dict[str, Any]:
-    # --force-share: the image may be open (and locked) by a running QEMU.
-    res = _run([qemu_img, "info", "--force-share", "--output=json", path])
-    if res.returncode != 0:
-        raise ColoError(f"qemu-img info {path} failed: {res.stderr.strip()}")
-    return json.loads(res.stdout)
-
-
-def overlay_needs_create(base_size: int, info: dict[str, Any] | None) -> bool:
-    """An overlay is reused only if it is a qcow2 of exactly the base's virtual size."""
-    if info is None:
-        return True
-    return info.get("format") != "qcow2" or int(info.get("virtual-size", -1)) != base_size
-
-
-def fs_type(path: str, mounts: str = "/proc/mounts") -> str:
-    """Filesystem type of the mount holding path (longest mount-point prefix)."""
-    real = os.path.realpath(path)
-    best, kind = "", ""
-    with open(mounts, encoding="utf-8") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 3:
-                continue
-            mnt = parts[1].replace("\\040", " ")
-            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                best, kind = mnt, parts[2]
-    return kind
-
-
-def ensure_overlays(
-    base: str,
-    directory: str,
-    active: str = "active.qcow2",
-    hidden: str = "hidden.qcow2",
-    qemu_img: str = "qemu-img",
-    allow_disk: bool = False,
-) -> list[str]:
-    """Create the empty active and hidden qcow2 overlays of the secondary.
-
-    They take every write between checkpoints: on disk they would slow each
-    checkpoint, so a directory not on tmpfs/ramfs is refused unless allow_disk.
-    """
-    if not allow_disk and fs_type(directory) not in MEMORY_FS:
-        raise ColoError(f"overlay directory {directory} is not on tmpfs/ramfs ({fs_type(directory) or 'unknown'})")
-    size = int(image_info(base, qemu_img)["virtual-size"])
-    done: list[str] = []
-    os.makedirs(directory, exist_ok=True)
-    for name in (active, hidden):
-        path = os.path.join(directory, name)
-        info = image_info(path, qemu_img) if os.path.exists(path) else None
-        if not overlay_needs_create(size, info):
-            continue
-        res = _run([qemu_img, "create", "-q", "-f", "qcow2", path, str(size)])
-        if res.returncode != 0:
-            raise ColoError(f"qemu-img create {path} failed: {res.stderr.strip()}")
-        done.append(f"created {path} ({size} bytes)")
-    return done
 
 
 # -- block graph ----------------------------------------------------------------

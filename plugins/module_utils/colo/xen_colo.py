@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ansible_collections.colo.ft.plugins.module_utils.colo import proc
 from ansible_collections.colo.ft.plugins.module_utils.colo import xen_proxy
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
-from ansible_collections.colo.ft.plugins.module_utils.colo.replication import image_info
+from ansible_collections.colo.ft.plugins.module_utils.colo.host import image_info
 
 # xl names the domain on the receiving side of a migration (and of Remus/COLO) "<name>--incoming"
 # until the stream ends; a secondary that takes over is renamed back.

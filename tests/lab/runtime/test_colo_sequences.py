@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import sys
 import time
 
@@ -31,8 +30,9 @@ from ansible_collections.colo.ft.plugins.module_utils.colo import (  # noqa: E40
     checkpoint,
     failover,
     guard,
-    proxy,
+    migration,
     replication,
+    state,
     status,
 )
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError  # noqa: E402
@@ -115,7 +115,7 @@ def test_protect_checkpoints_then_secondary_lost(env, vms):
         with pytest.raises(failover.WrongSide):
             failover.secondary_lost(sec)
 
-        assert "comp0" not in proxy.objects(prim)
+        assert "comp0" not in state.objects(prim)
         if _services(env, p):
             assert ledger(["PUT before-protect"])[0].startswith("OK ")
         # As on two hosts: the secondary is readied on its own, protect() sees only the primary.
@@ -127,7 +127,7 @@ def test_protect_checkpoints_then_secondary_lost(env, vms):
                                  proxy_spec=p)
         assert res.changed and not res.warnings, res
         assert "object-add colo-compare comp0" in res.actions
-        assert checkpoint.in_colo(prim, "primary") and checkpoint.in_colo(sec, "secondary")
+        assert migration.in_colo(prim, "primary") and migration.in_colo(sec, "secondary")
         again = checkpoint.protect(prim, sec, env.checkpoint, nbd_port=p.nbd_port, migration_port=p.migration_port,
                                    proxy_spec=p)
         assert again.actions == []
@@ -191,7 +191,7 @@ def test_primary_killed_failover_and_reprotect(env, vms):
     prober = None
     try:
         res = checkpoint.protect(prim, sec, env.checkpoint, nbd_port=p.nbd_port, migration_port=p.migration_port)
-        assert checkpoint.in_colo(sec, "secondary")
+        assert migration.in_colo(sec, "secondary")
         acked = []
         if _services(env, p):
             out = ledger([f"PUT pre-kill-{i}" for i in range(30)])
@@ -249,7 +249,7 @@ def test_primary_killed_failover_and_reprotect(env, vms):
             rp = failover.reprotect(sec, new, s)
             assert rp.changed, rp
             assert any("before rew0" in a for a in rp.actions), rp.actions
-            assert checkpoint.in_colo(sec, "primary") and checkpoint.in_colo(new, "secondary")
+            assert migration.in_colo(sec, "primary") and migration.in_colo(new, "secondary")
             assert failover.reprotect(sec, new, s).actions == []
             # 2 s checkpoint delay: a 10 s window leaves room on a loaded machine.
             stats2 = sample_checkpoints(sec, 10.0)
@@ -292,7 +292,7 @@ def test_boot_under_colo_sequence(env, vms):
                                          migration_port=p.migration_port)
         assert res.warnings and "unreliable" in res.warnings[0]
         assert prim.execute("query-status")["running"]
-        assert checkpoint.in_colo(sec, "secondary")
+        assert migration.in_colo(sec, "secondary")
         stopped = checkpoint.stop_protection(prim, sec)
         assert stopped[0] == "quit secondary" and "x-colo-lost-heartbeat" in stopped
         assert checkpoint.stop_protection(prim) == []
@@ -322,21 +322,3 @@ def test_stop_protection_resumes_the_guest_at_any_checkpoint_phase(env, vms):
         env.stop(p)
         env.stop(s)
     assert stopped_after == []
-
-
-def test_overlays_created_once(env):
-    base = env.base_image()
-    d = os.path.join(env.state_root, "overlays")
-    shutil.rmtree(d, ignore_errors=True)
-    first = replication.ensure_overlays(base, d)
-    assert len(first) == 2
-    assert replication.ensure_overlays(base, d) == []
-    size = replication.image_info(base)["virtual-size"]
-    os.unlink(os.path.join(d, "hidden.qcow2"))
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", f"{d}/hidden.qcow2", str(size * 2)], check=True)
-    assert replication.ensure_overlays(base, d) == [f"created {d}/hidden.qcow2 ({size} bytes)"]
-    disk_dir = "/var/tmp/colo-rt-overlays"
-    if replication.fs_type("/var/tmp") not in replication.MEMORY_FS:
-        with pytest.raises(ColoError, match="not on tmpfs"):
-            replication.ensure_overlays(base, disk_dir)
-    shutil.rmtree(d, ignore_errors=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, proxy, replication, stats
+from ansible_collections.colo.ft.plugins.module_utils.colo import migration, proxy, replication, stats
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import UnsupportedQemu
 from ansible_collections.colo.ft.plugins.module_utils.colo.devices import primary_objects
@@ -23,13 +23,13 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
     ],
 )
 def test_capabilities_by_version(version, caps):
-    assert checkpoint.colo_capabilities(version) == caps
+    assert migration.colo_capabilities(version) == caps
 
 
 @pytest.mark.parametrize("version", [(10, 0, 13), (10, 1, 0)])
 def test_known_broken_versions_are_refused(version):
     with pytest.raises(UnsupportedQemu, match="known broken"):
-        checkpoint.colo_capabilities(version)
+        migration.colo_capabilities(version)
 
 
 # -- checkpoint statistics ------------------------------------------------------------
@@ -58,28 +58,7 @@ def test_stats_summary():
     assert empty["count"] == 0 and empty["pause_p50_ms"] is None
 
 
-# -- overlays ------------------------------------------------------------------------------
-
-
-def test_overlay_size_decision():
-    size = 64 << 20
-    assert replication.overlay_needs_create(size, None)
-    assert not replication.overlay_needs_create(size, {"format": "qcow2", "virtual-size": size})
-    assert replication.overlay_needs_create(size, {"format": "qcow2", "virtual-size": size * 2})
-    assert replication.overlay_needs_create(size, {"format": "raw", "virtual-size": size})
-
-
-def test_fs_type_takes_the_longest_mount(tmp_path):
-    mounts = tmp_path / "mounts"
-    mounts.write_text(
-        "/dev/vda / ext4 rw 0 0\n"
-        "tmpfs /run tmpfs rw 0 0\n"
-        "none /run/colo\\040ram ramfs rw 0 0\n"
-    )
-    assert replication.fs_type("/run/colo-ft/vm1", str(mounts)) == "tmpfs"
-    assert replication.fs_type("/run/colo ram/x", str(mounts)) == "ramfs"
-    assert replication.fs_type("/var/lib/x", str(mounts)) == "ext4"
-    assert replication.fs_type("/running", str(mounts)) == "ext4"
+# -- NBD ------------------------------------------------------------------------------------
 
 
 def test_nbd_uri():

@@ -54,7 +54,7 @@ class EventListener:
         """The oldest event not handed out yet, waiting up to timeout seconds for one."""
         deadline = time.monotonic() + timeout
         while not self._unread:
-            self.client._read_event(deadline, f"an event {sorted(self.names or ['(any)'])}")
+            self.client._read_event(deadline, "an event" + (f" ({', '.join(sorted(self.names))})" if self.names else ""))
         return self._unread.popleft()
 
     def wait(self, name: str, timeout: float, predicate: EventPredicate | None = None) -> dict[str, Any]:

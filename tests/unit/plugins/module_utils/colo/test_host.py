@@ -81,7 +81,7 @@ def test_create_overlays_reports_unreadable_image(tmp_path, monkeypatch):
     def fail(argv, timeout=60.0, **kw):
         return subprocess.CompletedProcess(argv, 1, "", "Could not open 'x'")
     monkeypatch.setattr(host.proc, "run", fail)
-    monkeypatch.setattr("ansible_collections.colo.ft.plugins.module_utils.colo.replication.proc.run", fail)
+    monkeypatch.setattr("ansible_collections.colo.ft.plugins.module_utils.colo.host.proc.run", fail)
     with pytest.raises(LaunchError, match="cannot read the disk image size: qemu-img info .* failed: Could not open"):
         host.create_overlays(make(state_root=str(tmp_path)))
 

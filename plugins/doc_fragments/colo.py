@@ -148,7 +148,7 @@ options:
       - Milliseconds between periodic checkpoints (C(x-checkpoint-delay); QEMU's own default is 20000), 1 to
         3600000. A COLO setting of the VM, recorded with it on both hosts, so a re-protection after a failover
         uses it too.
-      - Changing it on a running VM does not restart the VM: the record is updated (changed) and
+      - Changing it on a running VM does not restart the VM. The record is updated (changed), and
         M(colo.ft.checkpoint) O(colo.ft.checkpoint#module:state=protected) applies it to the protected pair.
     type: int
     default: 2000

@@ -11,8 +11,8 @@ short_description: Fail a COLO pair over to the surviving side
 version_added: 0.1.0
 description:
   - Runs on the B(survivor) of a COLO pair; O(lost) says which side died. With O(lost=auto) the VM's own COLO state
-    decides, the same way the other way round never happens: a COLO secondary (or a VM that was one and took over
-    already) lost its primary, anything else its secondary.
+    decides. A COLO secondary (or a VM that was one and took over already) lost its primary, anything else lost
+    its secondary.
   - O(lost=primary), on the secondary host. The secondary takes over the guest. It stops the NBD server, sends
     C(x-colo-lost-heartbeat), removes the redirector filters and their chardevs, moves the guest's tap from the
     isolated bridge to the client bridge and announces the guest's MAC.

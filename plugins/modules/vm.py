@@ -193,12 +193,12 @@ import time
 from ansible_collections.colo.ft.plugins.module_utils.colo import guard
 from ansible_collections.colo.ft.plugins.module_utils.colo.argv import qemu_argv
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, LaunchError
+from ansible_collections.colo.ft.plugins.module_utils.colo.host import image_problems
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import read_record
 from ansible_collections.colo.ft.plugins.module_utils.colo.records import live_setting_changes
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     ColoModule,
-    image_problems,
     GUEST_ARGS,
     apply_vm_dict,
     spec_from_params,

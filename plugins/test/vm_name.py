@@ -34,11 +34,11 @@ _value:
   type: bool
 """
 
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import _NAME_RE
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import NAME_RE
 
 
 def vm_name(value) -> bool:
-    return isinstance(value, str) and _NAME_RE.match(value) is not None
+    return isinstance(value, str) and NAME_RE.match(value) is not None
 
 
 class TestModule:

@@ -80,6 +80,30 @@ def image_info(path: str, qemu_img: str = "qemu-img") -> dict[str, Any]:
     return json.loads(res.stdout)
 
 
+def image_problems(spec: VMSpec, role: str, exists=os.path.exists, isdir=os.path.isdir,
+                   access=os.access) -> list[str]:
+    """Files a start needs that are missing (checked before anything is started)."""
+    p: list[str] = []
+    if not exists(spec.disk):
+        p.append(f"disk image {spec.disk} does not exist")
+    for key in ("kernel", "initrd"):
+        path = getattr(spec, key)
+        if spec.boot == "kernel" and path and not exists(path):
+            p.append(f"{key} {path} does not exist")
+    if role == "secondary":
+        for path in sorted({os.path.dirname(spec.active_path), os.path.dirname(spec.hidden_path)}):
+            # The launcher creates missing directories: the nearest existing one must be writable.
+            probe = path
+            while probe and not exists(probe):
+                parent = os.path.dirname(probe)
+                if parent == probe:
+                    break
+                probe = parent
+            if not isdir(probe) or not access(probe, os.W_OK):
+                p.append(f"overlay directory {path} cannot be created or written ({probe} is not a writable directory)")
+    return p
+
+
 def create_overlays(spec: VMSpec, qemu_img: str | None = None) -> None:
     """Fresh, empty active/hidden overlays of the base image's virtual size (secondary)."""
     qemu_img = qemu_img or _sibling(spec.qemu_binary, "qemu-img")

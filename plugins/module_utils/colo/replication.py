@@ -9,7 +9,6 @@ from a VMState which of them a task needs (colo.ft.replication, protect).
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any

@@ -34,7 +34,7 @@ REPLICATION_NODE = "replication0"  # primary: replication child added at run tim
 IOTHREAD_ID = "iothread1"
 COMPARE_ID = "comp0"
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,47}$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,47}$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -210,7 +210,7 @@ class VMSpec:
     def problems(self, role: str | None = None) -> list[str]:
         """Every problem found, as sentences (empty list: valid)."""
         p: list[str] = []
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
             p.append(f"name {self.name!r} must start with a letter and hold only letters, digits, '_', '.', '-' "
                      "(at most 48 characters): it names QEMU ids, files and a systemd unit")
         if not isinstance(self.memory_mib, int) or isinstance(self.memory_mib, bool) or self.memory_mib <= 0:

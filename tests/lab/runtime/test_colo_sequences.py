@@ -31,7 +31,6 @@ from ansible_collections.colo.ft.plugins.module_utils.colo import (  # noqa: E40
     failover,
     guard,
     migration,
-    replication,
     state,
     status,
 )

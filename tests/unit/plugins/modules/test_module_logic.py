@@ -9,6 +9,7 @@ import pytest
 from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, failover, guard, proxy, records, replication
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, InvalidSpec, LaunchError
 from ansible_collections.colo.ft.plugins.module_utils.colo.argv import qemu_argv
+from ansible_collections.colo.ft.plugins.module_utils.colo.host import image_problems
 from ansible_collections.colo.ft.plugins.module_utils.colo.records import existing_verdict
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.summary import replication_state, vm_entry
@@ -20,7 +21,6 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     PLACEMENT_ARGS,
     VM_SPEC_ARGS,
     apply_vm_dict,
-    image_problems,
     settings_overrides,
     spec_from_params,
     spec_summary,

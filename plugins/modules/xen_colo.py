@@ -21,7 +21,8 @@ description:
     detached process logging to O(log_dir)) unless one runs for the domain.
   - V(failover) takes over with the Xen tools on the survivor. O(lost=primary) (on the secondary) renames the
     received domain C(<name>--incoming) to C(<name>) and unpauses it; O(lost=secondary) (on the primary) stops the
-    domain's C(xl remus) and unpauses the domain if it is paused.
+    domain's C(xl remus) and unpauses the domain if it is paused. O(lost=auto) lets each VM's domains say which
+    side this host is (a received C(<name>--incoming) - the secondary's; C(<name>) alone - the primary's).
   - V(stopped) stops the guests on this host - each domain's C(xl remus), then C(xl destroy) of the domain and of a
     received C(<name>--incoming); C(playbooks/failover.yml) uses it to fence a host given up while it still answers.
 author:
@@ -40,9 +41,10 @@ options:
     choices: [ready, protected, failover, stopped]
     required: true
   lost:
-    description: With O(state=failover), the side that was lost.
+    description: With O(state=failover), the side that was lost; V(auto) decides from the domains on this host.
     type: str
-    choices: [primary, secondary]
+    choices: [auto, primary, secondary]
+    default: auto
   vms:
     description:
       - The guests - entries of C(colo_vms) - each with C(name) and C(disk) (the image, the same path on both hosts).
@@ -131,7 +133,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "state": {"type": "str", "required": True, "choices": ["ready", "protected", "failover", "stopped"]},
-            "lost": {"type": "str", "choices": ["primary", "secondary"]},
+            "lost": {"type": "str", "default": "auto", "choices": ["auto", "primary", "secondary"]},
             "vms": {"type": "list", "elements": "dict", "required": True},
             "config_dir": {"type": "path", "default": "/etc/xen/colo-ft"},
             "ramfs_dir": {"type": "path", "default": "/mnt/ramfs"},
@@ -142,8 +144,7 @@ def main() -> None:
             "xl": {"type": "str", "default": "xl"},
             "log_dir": {"type": "path", "default": "/var/lib/colo-ft"},
         },
-        required_if=[("state", "failover", ("lost",)),
-                     ("state", "protected", ("forward_nic", "secondary_address"))],
+        required_if=[("state", "protected", ("forward_nic", "secondary_address"))],
         supports_check_mode=True,
     )
     p = module.params

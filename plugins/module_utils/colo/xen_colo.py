@@ -179,15 +179,20 @@ def plan_failover(lost: str, vms: list[XenVM], st: HostState, xl: str = "xl") ->
 
     lost=primary (run on the secondary): the received domain "<name>--incoming" is renamed to <name> and
     unpaused if it is paused. lost=secondary (run on the primary): the `xl remus` of the domain is stopped
-    (the primary then runs unprotected) and the domain unpaused if it is paused.
+    (the primary then runs unprotected) and the domain unpaused if it is paused. lost=auto: per VM, a
+    host holding the received domain (or neither domain) lost its primary, one running <name> its secondary
+    (a secondary that took over already runs <name> too: nothing is left to do on either path).
     """
-    if lost not in ("primary", "secondary"):
-        raise XenColoError(f"lost must be primary or secondary, not {lost!r}")
+    if lost not in ("auto", "primary", "secondary"):
+        raise XenColoError(f"lost must be auto, primary or secondary, not {lost!r}")
     cmds: list[Command] = []
     for v in vms:
         name = v.name
         incoming = name + INCOMING_SUFFIX
-        if lost == "primary":
+        side = lost
+        if side == "auto":
+            side = "secondary" if name in st.domains and incoming not in st.domains else "primary"
+        if side == "primary":
             if name not in st.domains:
                 if incoming not in st.domains:
                     raise XenColoError(f"{name}: no domain {name} or {incoming} on this host; nothing to take over")

@@ -110,6 +110,16 @@ def test_failover_on_the_primary():
     assert xc.plan_failover("secondary", [vm()], st) == []
 
 
+def test_failover_auto_reads_the_side_from_the_domains():
+    kernel = KernelState("6.1.0")
+    secondary = xc.HostState(kernel=kernel, domains={"hvm_nopv_colo--incoming": "--p---"})
+    assert xc.plan_failover("auto", [vm()], secondary) == xc.plan_failover("primary", [vm()], secondary)
+    primary = xc.HostState(kernel=kernel, domains={"hvm_nopv_colo": "--p---"}, remus={"hvm_nopv_colo": (100,)})
+    assert cmds(xc.plan_failover("auto", [vm()], primary)) == ["kill -TERM 100", "xl unpause hvm_nopv_colo"]
+    with pytest.raises(xc.XenColoError, match="no domain hvm_nopv_colo or hvm_nopv_colo--incoming"):
+        xc.plan_failover("auto", [vm()], xc.HostState(kernel=kernel))
+
+
 def test_stop_fences_every_domain_of_the_guest():
     st = xc.HostState(kernel=KernelState("6.1.0"), domains={"hvm_nopv_colo": "r-----", "other": "r-----"},
                       remus={"hvm_nopv_colo": (100,)})

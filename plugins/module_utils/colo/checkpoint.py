@@ -10,6 +10,7 @@ attach the replication child, migrate, then wait until both sides report COLO.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -275,9 +276,10 @@ def protect(primary: QMPClient, secondary: QMPClient | None, checkpoint_host: st
     as primary: re-protection); its ports and checkpoint delay are used.
     """
     t0 = time.monotonic()
-    spec = proxy_spec or VMSpec(name="protect", disk="", mac="")
+    # Without proxy_spec only the ports and the delay of a spec are used.
     overrides = {"nbd_port": nbd_port, "migration_port": migration_port, "checkpoint_delay_ms": checkpoint_delay_ms}
-    spec = VMSpec.from_dict({**spec.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+    spec = dataclasses.replace(proxy_spec or VMSpec(name="protect", disk="", mac=""),
+                               **{k: v for k, v in overrides.items() if v is not None})
     warnings: list[str] = []
     if secondary is not None:
         ready = plan_ready(state.read(secondary), None, checkpoint_host, spec.nbd_port, spec.migration_port,

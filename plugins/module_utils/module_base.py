@@ -78,8 +78,8 @@ VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
     "nbd_port": {"type": "int"},
     "active_disk": {"type": "path"},
     "hidden_disk": {"type": "path"},
-    "checkpoint_delay_ms": {"type": "int", "default": 2000},
-    "reconnect_ms": {"type": "int", "default": 1000},
+    "checkpoint_delay_ms": {"type": "int", "default": VMSpec.__dataclass_fields__["checkpoint_delay_ms"].default},
+    "reconnect_ms": {"type": "int", "default": VMSpec.__dataclass_fields__["reconnect_ms"].default},
     **COMPARE_ARGS,
     "qemu_binary": {"type": "str", "default": "qemu-system-x86_64"},
     "extra_args": {"type": "list", "elements": "str", "default": []},
@@ -140,8 +140,8 @@ def with_overrides(spec: VMSpec, **overrides: Any) -> VMSpec:
 
 
 def settings_overrides(params: dict[str, Any]) -> dict[str, Any]:
-    """The COLO settings a task sets for this run only (unset: the VM's recorded ones)."""
-    return {k: params.get(k) for k in ("checkpoint_delay_ms", *COMPARE_ARGS)}
+    """The COLO settings a task sets for this run only (unset or not an option of it: the recorded ones)."""
+    return {k: params.get(k) for k in ("checkpoint_delay_ms", *COMPARE_ARGS) if k in params}
 
 
 def spec_summary(spec: VMSpec | None, role: str | None) -> dict[str, Any]:

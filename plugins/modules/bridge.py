@@ -70,59 +70,8 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-
-class _Links:
-    """The host's links and addresses as iproute2 reports them."""
-
-    def __init__(self, module: AnsibleModule) -> None:
-        self._module = module
-        self.links = {link["ifname"]: link for link in self._ip_json("-d", "link", "show")}
-        self.addrs = {link["ifname"]: [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
-                                       if a.get("family") == "inet"]
-                      for link in self._ip_json("addr", "show")}
-
-    def _ip_json(self, *args: str) -> list:
-        rc, out, err = self._module.run_command(["ip", "-j", *args], check_rc=False)
-        if rc != 0:
-            self._module.fail_json(msg=f"ip -j {' '.join(args)} failed: {err.strip()}")
-        return json.loads(out or "[]")
-
-    def require(self, name: str) -> None:
-        if name not in self.links:
-            self._module.fail_json(msg=f"interface {name} does not exist on this host")
-
-    def describe(self, bridge: str) -> dict:
-        if bridge not in self.links:
-            return {}
-        return {"name": bridge,
-                "ports": sorted(n for n, link in self.links.items() if link.get("master") == bridge),
-                "addresses": self.addrs.get(bridge, []),
-                "up": "UP" in self.links[bridge].get("flags", [])}
-
-
-def _plan(links: _Links, name: str, state: str, ports: list[str], address_from: str | None) -> list[str]:
-    """The `ip -batch` lines that bring the host to the wanted state (empty: nothing to do)."""
-    if state == "absent":
-        return [f"link del {name}"] if name in links.links else []
-    plan = []
-    if name not in links.links:
-        plan.append(f"link add {name} type bridge")
-    bridge = links.links.get(name, {})
-    if "UP" not in bridge.get("flags", []):
-        plan.append(f"link set {name} up")
-    for port in ports:
-        links.require(port)
-        if links.links[port].get("master") != name:
-            plan.append(f"link set {port} master {name}")
-        if "UP" not in links.links[port].get("flags", []):
-            plan.append(f"link set {port} up")
-    if address_from:
-        links.require(address_from)
-        moving = links.addrs.get(address_from, [])
-        if moving:
-            plan.append(f"addr flush dev {address_from}")
-            plan += [f"addr add {a} dev {name}" for a in moving if a not in links.addrs.get(name, [])]
-    return plan
+from ansible_collections.colo.ft.plugins.module_utils.colo import bridges
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
 
 
 def main() -> None:
@@ -135,23 +84,22 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    name, state = module.params["name"], module.params["state"]
-    if len(name) > 15 or not name.replace("-", "").replace("_", "").isalnum():
-        module.fail_json(msg=f"bridge name {name!r} is not a valid interface name (at most 15 letters, digits, - or _)")
-    links = _Links(module)
-    before = links.describe(name)
-    if before and links.links[name].get("linkinfo", {}).get("info_kind") not in (None, "bridge"):
-        module.fail_json(msg=f"{name} exists and is not a bridge")
-    plan = _plan(links, name, state, module.params["ports"], module.params["address_from"])
+    p = module.params
+    try:
+        links = bridges.read()
+        before = links.describe(p["name"])
+        lines = bridges.plan(links, p["name"], p["state"], p["ports"], p["address_from"])
+    except ColoError as exc:
+        module.fail_json(msg=str(exc))
     after = before
-    if plan and not module.check_mode:
-        rc, _out, err = module.run_command(["ip", "-batch", "-"], data="\n".join(plan) + "\n", check_rc=False)
+    if lines and not module.check_mode:
+        rc, _out, err = module.run_command(["ip", "-batch", "-"], data="\n".join(lines) + "\n", check_rc=False)
         if rc != 0:
-            module.fail_json(msg=f"could not set up bridge {name}: {err.strip()}", commands=plan)
-        after = _Links(module).describe(name)
-    module.exit_json(changed=bool(plan), bridge=after, commands=plan,
+            module.fail_json(msg=f"could not set up bridge {p['name']}: {err.strip()}", commands=lines)
+        after = bridges.read().describe(p["name"])
+    module.exit_json(changed=bool(lines), bridge=after, commands=lines,
                      diff={"before": json.dumps(before, indent=1) + "\n",
-                           "after": json.dumps(after if not module.check_mode else {"planned": plan}, indent=1) + "\n"})
+                           "after": json.dumps(after if not module.check_mode else {"planned": lines}, indent=1) + "\n"})
 
 
 if __name__ == "__main__":

@@ -133,8 +133,9 @@ colo:
       description: QEMU run state.
       type: str
 timings:
-  description: With V(protected), what the protection took.
-  returned: when state is protected and not in check mode
+  description: What the task took on the QEMU side. With V(protected) also the protection's phases (null where the
+    task only moved the checkpoint delay or waited for a migration under way); with V(unprotected) only C(duration_s).
+  returned: when something changed and not in check mode
   type: dict
   contains:
     duration_s:

@@ -12,10 +12,10 @@ version_added: 0.1.0
 description:
   - Runs on the B(survivor) of a COLO pair; O(lost) says which side died. With O(lost=auto) the VM's own COLO state
     decides. A COLO secondary (or a VM that was one and took over already) lost its primary, anything else lost
-    its secondary.
+    its secondary (among them a survivor whose re-protection had attached a replication child).
   - O(lost=primary), on the secondary host. The secondary takes over the guest. It stops the NBD server, sends
-    C(x-colo-lost-heartbeat), removes the redirector filters and their chardevs, moves the guest's tap from the
-    isolated bridge to the client bridge and announces the guest's MAC.
+    C(x-colo-lost-heartbeat), moves the guest's tap from the isolated bridge to the client bridge, removes the
+    redirector filters and their chardevs and announces the guest's MAC.
   - O(lost=secondary), on the primary host. The primary stops waiting for its secondary. It drops the replication child
     and the proxy objects, then sends C(x-colo-lost-heartbeat); without this the primary would release packets
     only at colo-compare's timeout.
@@ -82,8 +82,8 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["nbd-server-stop", "x-colo-lost-heartbeat", "object-del f2", "object-del f1", "chardev-remove red1",
-           "chardev-remove red0", "ip link set colo-guest1 master br0 (was br1)", "announce-self"]
+  sample: ["nbd-server-stop", "x-colo-lost-heartbeat", "ip link set colo-guest1 master br0 (was br1)", "object-del f2",
+           "object-del f1", "chardev-remove red1", "chardev-remove red0", "announce-self"]
 colo:
   description: COLO state after the task (see M(colo.ft.checkpoint)).
   returned: always
@@ -115,14 +115,15 @@ def run(module: ColoModule) -> dict:
     with module.qmp(spec) as qmp:
         t0 = time.monotonic()
         before = state.read(qmp)
-        lost = failover.lost_side(before) if p["lost"] == "auto" else p["lost"]
-        tap = spec.tap_name if client_bridge and lost == "primary" else None
-        try:
-            tap_bridge = bridge_of(tap) if tap else None
-        except ColoError as exc:
-            raise ColoError(f"cannot move the guest's tap to {client_bridge}: {exc}") from None
-        plan = failover.plan(before, lost, tap=tap, tap_bridge=tap_bridge, client_bridge=client_bridge,
-                             isolated_bridge=p["isolated_bridge"] or None, announce=p["announce"])
+
+        def tap_bridge(tap: str) -> str | None:
+            try:
+                return bridge_of(tap)
+            except ColoError as exc:
+                raise ColoError(f"cannot move the guest's tap to {client_bridge}: {exc}") from None
+
+        lost, plan = failover.plan(before, p["lost"], spec.tap_name if client_bridge else None, client_bridge,
+                                   p["isolated_bridge"] or None, p["announce"], tap_bridge)
         result, after = module.apply(plan, qmp, before)
         result.update(lost=lost, duration_s=round(time.monotonic() - t0, 3), colo=after.summary())
     return result

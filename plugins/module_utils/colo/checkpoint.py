@@ -26,7 +26,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.migration import (
     wait_colo,
     wait_running,
 )
-from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan, Step, send
+from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan, Step, require_role, send
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp_events import EventListener
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import MIGRATING, VMState
@@ -78,19 +78,14 @@ class ProtectPlan(Plan):
     result: ProtectResult = field(default_factory=ProtectResult)
 
 
-def _host(h: str) -> str:
-    return f"[{h}]" if ":" in h else h
-
-
 def plan_ready(st: VMState, role: str | None, host: str | None, nbd_port: int = replication.NBD_PORT,
                migration_port: int = MIGRATION_PORT, allow_unsupported: bool = False) -> Plan:
     """The secondary gets ready for the primary: capabilities, NBD export, incoming migration.
 
     Steps are prefixed "secondary: " (they are listed with the primary's in protect()).
     """
-    if role is not None and role != "secondary":
-        raise ColoError(f"this VM was started as {role}: state=ready runs on the secondary "
-                        "(started with colo.ft.vm role=secondary)")
+    if role is not None:  # the runtime API readies a VM it was handed, which has no record here
+        require_role(role, "secondary", "state=ready")
     if not host:
         raise ColoError("state=ready needs the secondary's checkpoint-link address: set secondary_address "
                         "(or checkpoint_address when starting the VM)")
@@ -109,7 +104,7 @@ def plan_ready(st: VMState, role: str | None, host: str | None, nbd_port: int = 
     plan_capabilities(out, st)
     replication.plan_export(out, st, host, nbd_port)
     if not st.migration.get("socket-address"):  # -incoming defer and not listening yet
-        uri = f"tcp:{_host(host)}:{migration_port}"
+        uri = f"tcp:{replication.uri_host(host)}:{migration_port}"
         out.add(send("migrate-incoming", {"uri": uri}, f"migrate-incoming {uri}"), f"migrate-incoming {uri}")
     return _prefixed(out, "secondary: ")
 
@@ -170,7 +165,7 @@ def plan_protect(st: VMState, spec: VMSpec, host: str | None, timeout: float = 6
         proxy.plan_add(out, st, *proxy.definitions(spec, "primary"))
     plan_capabilities(out, st)
     plan_delay(out, st, spec.checkpoint_delay_ms)
-    uri = f"tcp:{_host(host)}:{spec.migration_port}"
+    uri = f"tcp:{replication.uri_host(host)}:{spec.migration_port}"
     out.add(lambda qmp: _migrate(qmp, out.result, uri, timeout, host, pauses[0]), f"migrate {uri}")
     out.undo = lambda qmp: _undo_protect(qmp, st.running, add_proxy and "comp0" not in st.objects, pauses)
     return out
@@ -219,8 +214,8 @@ def _undo_protect(primary: QMPClient, was_running: bool, drop_proxy: bool, pause
     for listener in pauses:
         listener.close()
     try:
-        if primary.execute("query-migrate").get("status") in MIGRATING:
-            return  # still migrating: the caller's error says so; cancelling is the user's call
+        if primary.execute("query-migrate").get("status") not in ("none", "failed", "cancelled"):
+            return  # migrating or in COLO already (a slow start): the caller's error says so; nothing to undo
         replication.detach(primary)
         if drop_proxy:
             cleanup = Plan()
@@ -239,7 +234,7 @@ def plan_release(st: VMState, role: str | None = None) -> Plan:
     x-colo-lost-heartbeat; without it the primary holds packets until
     colo-compare's timeout.
     """
-    if st.mode == "secondary" or (role == "secondary" and st.last_mode == "none"):
+    if st.is_secondary(role):
         raise ColoError("this VM is the COLO secondary: stop protection on the primary "
                         "(state=unprotected there) and stop this VM with colo.ft.vm state=stopped")
     out = Plan()
@@ -319,7 +314,7 @@ def release_primary(primary: QMPClient) -> list[str]:
 def stop_protection(primary: QMPClient, secondary: QMPClient | None = None) -> list[str]:
     """End COLO on purpose: the secondary QEMU quits first (so it can never take
     over), then the primary carries on alone."""
-    plan = plan_release(state.read(primary))
+    plan_release(state.read(primary))  # refuses on a secondary before anything quits
     done: list[str] = []
     if secondary is not None:
         try:
@@ -334,4 +329,5 @@ def stop_protection(primary: QMPClient, secondary: QMPClient | None = None) -> l
             except QMPConnectionError:
                 pass  # QEMU may close the socket before answering
             done.append("quit secondary")
-    return done + plan.apply(primary)
+    # Planned now: with its secondary gone the primary may have left COLO by itself.
+    return done + plan_release(state.read(primary)).apply(primary)

@@ -133,11 +133,16 @@ def secondary_objects(spec: VMSpec) -> list[ObjectDef]:
     ]
 
 
+def replication_node(host: str, port: int) -> dict[str, Any]:
+    """QMP blockdev-add arguments for the primary's replication child: NBD to the secondary's export."""
+    return {"driver": "replication", "mode": "primary", "node-name": REPLICATION_NODE,
+            "file": {"driver": "nbd", "server": {"type": "inet", "host": host, "port": str(port)},
+                     "export": PARENT_ID}}
+
+
 def replication_blockdev(spec: VMSpec, secondary_checkpoint_addr: str | None = None) -> dict[str, Any]:
-    """QMP blockdev-add arguments for the primary's replication child (NBD to the secondary)."""
+    """replication_node() towards spec's secondary (or the address given)."""
     host = secondary_checkpoint_addr or spec.checkpoint_addr
     if not host:
         raise InvalidSpec("checkpoint_addr (the secondary's checkpoint-link address) is required")
-    return {"driver": "replication", "mode": "primary", "node-name": REPLICATION_NODE,
-            "file": {"driver": "nbd", "server": {"type": "inet", "host": host, "port": str(spec.nbd_port)},
-                     "export": PARENT_ID}}
+    return replication_node(host, spec.nbd_port)

@@ -9,7 +9,7 @@ nothing left to do: an empty plan.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, migration, proxy, replication, state
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
@@ -29,10 +29,11 @@ class WrongSide(ColoError):
 
 
 def lost_side(st: VMState) -> str:
-    """The side that was lost, seen from this VM: a COLO secondary (or a VM that was one
-    and already took over) lost its primary; anything else lost its secondary."""
-    was_secondary = st.mode == "secondary" or (st.mode == "none" and st.last_mode == "secondary")
-    return "primary" if was_secondary else "secondary"
+    """The side that was lost, seen from this VM: a COLO secondary (or a VM that was one and
+    already took over) lost its primary; anything else lost its secondary - among them a
+    survivor whose re-protection had attached a replication child when the new secondary died."""
+    took_over = st.mode == "none" and st.last_mode == "secondary" and st.child is None
+    return "primary" if st.mode == "secondary" or took_over else "secondary"
 
 
 def plan_primary_lost(st: VMState, tap: str | None = None, tap_bridge: str | None = None,
@@ -64,7 +65,7 @@ def plan_primary_lost(st: VMState, tap: str | None = None, tap_bridge: str | Non
     if tap is not None and tap_bridge != client_bridge:
         if isolated_bridge is not None and tap_bridge not in (isolated_bridge, None):
             raise ColoError(f"tap {tap} is on bridge {tap_bridge}, expected {isolated_bridge} or {client_bridge}")
-        out.add(lambda _qmp: move_tap(tap, client_bridge, isolated_bridge),
+        out.add(lambda _qmp: move_tap(tap, client_bridge),
                 f"ip link set {tap} master {client_bridge} (was {tap_bridge or 'no bridge'})")
     proxy.plan_remove_secondary(out, st)
     out.add(migration.wait_running)
@@ -86,13 +87,20 @@ def plan_secondary_lost(st: VMState) -> Plan:
     return out
 
 
-def plan(st: VMState, lost: str, **primary_lost_args: Any) -> Plan:
-    """lost: primary, secondary or auto (lost_side decides)."""
+def plan(st: VMState, lost: str = "auto", tap: str | None = None, client_bridge: str | None = None,
+         isolated_bridge: str | None = None, announce: bool = True,
+         tap_bridge: Callable[[str], str | None] = bridge_of) -> tuple[str, Plan]:
+    """The failover of this VM: lost is primary, secondary or auto (lost_side decides).
+    Returns the side taken as lost and the plan. tap: the guest's tap, moved to client_bridge
+    when the primary was lost (tap_bridge reads where it is now)."""
     if lost == "auto":
         lost = lost_side(st)
     if lost == "primary":
-        return plan_primary_lost(st, **primary_lost_args)
-    return plan_secondary_lost(st)
+        where = tap_bridge(tap) if tap is not None else None
+        return lost, plan_primary_lost(st, tap, where, client_bridge, isolated_bridge, announce)
+    if lost == "secondary":
+        return lost, plan_secondary_lost(st)
+    raise ColoError(f"lost must be auto, primary or secondary, not {lost!r}")
 
 
 # -- the runtime API: read, plan, apply ---------------------------------------------------------
@@ -100,17 +108,15 @@ def plan(st: VMState, lost: str, **primary_lost_args: Any) -> Plan:
 
 def primary_lost(secondary: QMPClient, tap: str | None = None, client_bridge: str | None = None,
                  isolated_bridge: str | None = None, announce: bool = True) -> list[str]:
-    tap_bridge = bridge_of(tap) if tap is not None else None
-    return plan_primary_lost(state.read(secondary), tap, tap_bridge, client_bridge, isolated_bridge,
-                             announce).apply(secondary)
+    return plan(state.read(secondary), "primary", tap, client_bridge, isolated_bridge, announce)[1].apply(secondary)
 
 
 def secondary_lost(primary: QMPClient) -> list[str]:
-    return plan_secondary_lost(state.read(primary)).apply(primary)
+    return plan(state.read(primary), "secondary")[1].apply(primary)
 
 
 def reprotect(survivor: QMPClient, new_secondary: QMPClient | None, spec: VMSpec,
-              **protect_args: Any) -> checkpoint.ProtectResult:
+              **protect_args: object) -> checkpoint.ProtectResult:
     """The survivor of a failover (running alone) becomes primary of a new secondary.
 
     spec describes the new direction: forward_addr is the survivor's
@@ -122,9 +128,5 @@ def reprotect(survivor: QMPClient, new_secondary: QMPClient | None, spec: VMSpec
     the replication child re-added, then COLO starts; the guest keeps running
     apart from the short final pause.
     """
-    if migration.colo_status(survivor)["mode"] == "secondary":
-        raise WrongSide("reprotect(): this VM is still a COLO secondary; run primary_lost() first")
-    if not spec.checkpoint_addr or not spec.forward_addr:
-        raise ColoError("reprotect(): spec needs forward_addr (this host) and checkpoint_addr (the new secondary)")
     return checkpoint.protect(survivor, new_secondary, spec.checkpoint_addr, nbd_port=spec.nbd_port,
                               migration_port=spec.migration_port, proxy_spec=spec, **protect_args)

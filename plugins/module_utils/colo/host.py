@@ -149,18 +149,26 @@ def _ip(args: list[str]) -> subprocess.CompletedProcess:
         raise ColoError(f"ip {' '.join(args)} failed: {exc}") from None
 
 
+def ip_json(*args: str) -> list[dict[str, Any]]:
+    """`ip -j ARGS`, parsed; ColoError when ip fails."""
+    res = _ip(["-j", *args])
+    if res.returncode != 0:
+        raise ColoError(f"ip -j {' '.join(args)} failed: {res.stderr.strip()}")
+    try:
+        return json.loads(res.stdout or "[]")
+    except ValueError as exc:
+        raise ColoError(f"ip -j {' '.join(args)}: unreadable answer ({exc})") from None
+
+
 def link_info(name: str, missing_ok: bool = True) -> dict[str, Any] | None:
     """`ip -j -d link show dev NAME` of one interface; None if there is none (ColoError instead
     when not missing_ok)."""
-    res = _ip(["-j", "-d", "link", "show", "dev", name])
-    if res.returncode != 0:
+    try:
+        links = ip_json("-d", "link", "show", "dev", name)
+    except ColoError as exc:
         if missing_ok:
             return None
-        raise ColoError(f"network interface {name} not found: {res.stderr.strip()}")
-    try:
-        links = json.loads(res.stdout or "[]")
-    except ValueError:
-        return None
+        raise ColoError(f"network interface {name} not found: {exc}") from None
     return links[0] if links else None
 
 
@@ -170,13 +178,11 @@ def bridge_of(iface: str) -> str | None:
     return info.get("master") if info else None
 
 
-def move_tap(tap: str, to_bridge: str, from_bridge: str | None = None) -> list[str]:
-    """Put the guest's tap on the client bridge (it sat on the isolated one)."""
+def move_tap(tap: str, to_bridge: str) -> list[str]:
+    """Put the guest's tap on the client bridge (failover.plan_primary_lost checked where it was)."""
     now = bridge_of(tap)
     if now == to_bridge:
         return []
-    if from_bridge is not None and now not in (from_bridge, None):
-        raise ColoError(f"tap {tap} is on bridge {now}, expected {from_bridge} or {to_bridge}")
     res = _ip(["link", "set", tap, "master", to_bridge])
     if res.returncode != 0:
         raise ColoError(f"ip link set {tap} master {to_bridge} failed: {res.stderr.strip()}")

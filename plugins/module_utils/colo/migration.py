@@ -125,6 +125,8 @@ def lost_heartbeat(qmp: QMPClient) -> list[str]:
     checkpoint that was under way (or stuck on a dead peer) keeps the guest
     stopped until the COLO thread exits and resumes it: callers wait_running().
     """
+    if colo_status(qmp)["mode"] == "none":
+        return []  # left COLO since it was planned (e.g. the peer's QEMU quit)
     qmp.execute("x-colo-lost-heartbeat")
     wait_mode_none(qmp)
     return ["x-colo-lost-heartbeat"]

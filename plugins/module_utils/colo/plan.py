@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 
 # A step's action: given the VM's QMP client, do it and return the actions taken.
@@ -65,3 +66,10 @@ def send(command: str, arguments: dict[str, Any] | None, text: str) -> Action:
         qmp.execute(command, arguments)
         return [text]
     return run
+
+
+def require_role(role: str | None, wanted: str, what: str) -> None:
+    """Refuse `what` on a VM whose record says it was started in another role."""
+    if role != wanted:
+        raise ColoError(f"{what} runs on the {wanted}; this VM was started as {role} "
+                        f"(started with colo.ft.vm role={wanted})")

@@ -14,13 +14,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPError
-from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan
+from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan, require_role
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp_events import EventListener
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import replication_node
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import DISK_ID, PARENT_ID, REPLICATION_NODE
 
 if TYPE_CHECKING:  # state.py reads the replication node through this module
     from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
+
 
 DISK = DISK_ID  # quorum colo-disk0 on both sides
 EXPORT = PARENT_ID  # the secondary's copy of the disk, exported over NBD
@@ -117,9 +119,13 @@ def stop_nbd(qmp: QMPClient) -> list[str]:
 # -- resync and replication child (primary) ----------------------------------------
 
 
+def uri_host(host: str) -> str:
+    """A host as it stands in a URI (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
 def nbd_uri(host: str, port: int, export: str) -> str:
-    h = f"[{host}]" if ":" in host else host
-    return f"nbd://{h}:{port}/{export}"
+    return f"nbd://{uri_host(host)}:{port}/{export}"
 
 
 def _job(qmp: QMPClient, job_id: str) -> dict[str, Any] | None:
@@ -194,30 +200,16 @@ def resync(
     return done
 
 
-def attach(
-    qmp: QMPClient, host: str, port: int = NBD_PORT, export: str = EXPORT, disk: str = DISK, node: str = NODE
-) -> list[str]:
+def attach(qmp: QMPClient, host: str, port: int = NBD_PORT) -> list[str]:
     """Add the replication child (mode primary, NBD to the secondary) to the quorum."""
-    if replication_child(qmp, disk, node) is not None:
+    if replication_child(qmp) is not None:
         return []
     done: list[str] = []
-    if not node_exists(qmp, node):
-        qmp.execute(
-            "blockdev-add",
-            {
-                "driver": "replication",
-                "mode": "primary",
-                "node-name": node,
-                "file": {
-                    "driver": "nbd",
-                    "server": {"type": "inet", "host": host, "port": str(port)},
-                    "export": export,
-                },
-            },
-        )
-        done.append(f"blockdev-add {node} -> {nbd_uri(host, port, export)}")
-    qmp.execute("x-blockdev-change", {"parent": disk, "node": node})
-    done.append(f"x-blockdev-change {disk} += {node}")
+    if not node_exists(qmp, NODE):
+        qmp.execute("blockdev-add", replication_node(host, port))
+        done.append(f"blockdev-add {NODE} -> {nbd_uri(host, port, EXPORT)}")
+    qmp.execute("x-blockdev-change", {"parent": DISK, "node": NODE})
+    done.append(f"x-blockdev-change {DISK} += {NODE}")
     return done
 
 
@@ -278,10 +270,9 @@ def plan(st: VMState, role: str | None, state: str, host: str | None, port: int,
          resync_disk: bool = True, timeout: float = 3600.0) -> Plan:
     """colo.ft.replication: exported/stopped on the secondary, attached/detached on the primary."""
     if state in ("exported", "stopped"):
-        if role != "secondary":
-            raise ColoError(f"state={state} runs on the secondary; this VM was started as {role}")
-    elif not st.has_quorum or st.mode == "secondary" or (role == "secondary" and st.last_mode == "none"):
-        what = "the COLO secondary" if st.mode == "secondary" or role == "secondary" else f"a {role} VM"
+        require_role(role, "secondary", f"state={state}")
+    elif not st.has_quorum or st.is_secondary(role):
+        what = "the COLO secondary" if st.is_secondary(role) else f"a {role} VM without a quorum disk"
         raise ColoError(f"state={state} runs on the primary; this VM is {what}")
     if state in ("exported", "attached") and not host:
         raise ColoError(f"state={state} needs the secondary's checkpoint-link address: set secondary_address")

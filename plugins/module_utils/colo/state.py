@@ -44,9 +44,9 @@ class VMState:
         """The quorum child that is the replication node, or None."""
         return next((c for c, n in self.quorum_children.items() if n == replication.NODE), None)
 
-    @property
-    def in_colo(self) -> bool:
-        return self.mode != "none" and self.migration_status == "colo"
+    def is_secondary(self, role: str | None) -> bool:
+        """A COLO secondary now, or a VM started as one (role from its record) that never left that role."""
+        return self.mode == "secondary" or (role == "secondary" and self.last_mode == "none")
 
     @property
     def role(self) -> str:

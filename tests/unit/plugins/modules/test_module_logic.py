@@ -301,9 +301,25 @@ def test_plan_primary_lost_lists_the_takeover_in_order():
     (snap(last="primary"), "secondary"),
     (snap(), "secondary"),
     (snap(mode="primary", last="secondary"), "secondary"),  # a reprotected survivor is primary now
+    # A survivor in the middle of its re-protection (replication child attached, COLO not started yet)
+    # whose new secondary died: it releases the child, as a primary does.
+    (snap(last="secondary", child="children.1"), "secondary"),
 ])
 def test_lost_auto_follows_the_colo_state(st, side):
     assert failover.lost_side(st) == side
+
+
+def test_failover_plan_reads_the_tap_only_when_it_takes_over():
+    asked = []
+    lost, plan = failover.plan(snap(mode="secondary"), "auto", "colo-guest1", "br0", "br1",
+                               tap_bridge=lambda tap: asked.append(tap) or "br1")
+    assert lost == "primary" and asked == ["colo-guest1"]
+    assert "ip link set colo-guest1 master br0 (was br1)" in plan.describe()
+    lost, plan = failover.plan(snap(mode="primary"), "auto", "colo-guest1", "br0", "br1",
+                               tap_bridge=lambda tap: asked.append(tap) or "br1")
+    assert lost == "secondary" and asked == ["colo-guest1"] and plan.describe() == ["x-colo-lost-heartbeat"]
+    with pytest.raises(ColoError, match="lost must be"):
+        failover.plan(snap(), "both")
 
 
 def test_plan_replication():

@@ -52,15 +52,13 @@ def test_link_info_and_bridge_of(ip):
     assert host.link_info("nothere") is None
     assert host.link_info("tap0")["master"] == "br-iso"
     assert host.bridge_of("tap0") == "br-iso" and host.bridge_of("eth0") is None
-    with pytest.raises(ColoError, match="network interface nothere not found: Device"):
+    with pytest.raises(ColoError, match="network interface nothere not found: .*Device"):
         host.bridge_of("nothere")
 
 
 def test_move_tap(ip):
-    assert host.move_tap("tap0", "br-client", "br-iso") == ["ip link set tap0 master br-client (was br-iso)"]
-    assert host.move_tap("tap0", "br-client", "br-iso") == []
-    with pytest.raises(ColoError, match="tap tap0 is on bridge br-client, expected br-x or br-y"):
-        host.move_tap("tap0", "br-y", "br-x")
+    assert host.move_tap("tap0", "br-client") == ["ip link set tap0 master br-client (was br-iso)"]
+    assert host.move_tap("tap0", "br-client") == []
 
 
 def test_plumb_tap(ip):

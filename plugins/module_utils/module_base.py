@@ -16,6 +16,7 @@ Modules decide nothing themselves: refusals and steps come from the runtime's pl
 """
 from __future__ import annotations
 
+import copy
 import os
 import traceback
 from contextlib import contextmanager
@@ -104,7 +105,7 @@ def spec_from_params(params: dict[str, Any]) -> VMSpec:
     return VMSpec(**data)
 
 
-def apply_vm_dict(params: dict[str, Any]) -> None:
+def apply_vm_dict(params: dict[str, Any], label: str = "vm") -> None:
     """Fill the VM options from params["vm"] (e.g. an entry of the roles' colo_vms), checked like options.
 
     Guest options cannot be given both ways (mutually_exclusive); a placement option given directly wins
@@ -113,7 +114,7 @@ def apply_vm_dict(params: dict[str, Any]) -> None:
     vm = params.get("vm") or {}
     if not vm:
         return
-    checked = validated_subset(vm, {"name": {"type": "str"}, **VM_SPEC_ARGS}, "vm")
+    checked = validated_subset(vm, {"name": {"type": "str"}, **VM_SPEC_ARGS}, label)
     name = checked.pop("name", params["name"])
     if name != params["name"]:
         raise InvalidSpec(f"vm.name {name!r} differs from name {params['name']!r}")
@@ -121,6 +122,15 @@ def apply_vm_dict(params: dict[str, Any]) -> None:
         if key in PLACEMENT_ARGS and params.get(key) is not None:
             continue
         params[key] = value
+
+
+def spec_from_vm_dict(vm: dict[str, Any]) -> VMSpec:
+    """The VMSpec colo.ft.vm builds from its `vm` option alone (an entry of the roles' colo_vms), not yet
+    validated. InvalidSpec on an unknown key or a bad value, as the module would refuse it."""
+    params: dict[str, Any] = {k: copy.deepcopy(a.get("default")) for k, a in VM_SPEC_ARGS.items()}
+    params.update(name=vm.get("name"), state_root=STATE_ROOT, vm=vm)
+    apply_vm_dict(params, "it")
+    return spec_from_params(params)
 
 
 def stub_spec(name: str, state_root: str = STATE_ROOT) -> VMSpec:

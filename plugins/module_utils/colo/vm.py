@@ -293,6 +293,52 @@ class VMSpec:
         return self
 
 
+def clashes(specs: list[VMSpec], host_resources: bool = True) -> list[str]:
+    """What two VMs of one pair cannot share, as sentences (empty list: none).
+
+    Every VM runs on both hosts, so any two of them clash on: the name (QEMU ids, files, the unit), the
+    MAC (both would answer for it on the client network) and the disk (two guests writing one image).
+    With host_resources (QEMU COLO) also on the tap and on any of the four COLO ports: a primary listens
+    on its mirror and compare ports, a secondary on its migration and NBD ports, and after a failover
+    either host may hold both roles, so the ports of two VMs must be disjoint.
+    """
+    p: list[str] = []
+    names = [s.name for s in specs if isinstance(s.name, str)]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        p.append(f"VM name {name} is used {names.count(name)} times: give each VM its own name")
+
+    def same(what: str, key: Any, fix: str) -> None:
+        seen: dict[Any, str] = {}
+        for spec in specs:
+            value = key(spec)
+            if value in (None, ""):
+                continue
+            if value in seen and seen[value] != spec.name:
+                p.append(f"VMs {seen[value]} and {spec.name} have the same {what} {value}: {fix}")
+            seen.setdefault(value, spec.name)
+
+    same("MAC", lambda s: s.mac.lower() if isinstance(s.mac, str) else None, "give each VM its own MAC")
+    same("disk", lambda s: os.path.normpath(s.disk) if isinstance(s.disk, str) and s.disk else None,
+         "give each VM its own disk image")
+    if not host_resources:
+        return p
+    same("tap", lambda s: s.tap_name if isinstance(s.name, str) else None, "set tap, or pick another name")
+    used: dict[int, tuple[str, str]] = {}
+    shared: dict[tuple[str, str], list[str]] = {}
+    for spec in specs:
+        for key in DEFAULT_PORTS:
+            port = getattr(spec, key)
+            if not isinstance(port, int) or isinstance(port, bool):
+                continue
+            other, other_key = used.setdefault(port, (spec.name, key))
+            if other != spec.name:
+                shared.setdefault((other, spec.name), []).append(f"{port} ({other_key} of {other}, {key} of {spec.name})")
+    for (first, second), ports in shared.items():
+        p.append(f"VMs {first} and {second} both use port{'s' if len(ports) > 1 else ''} {', '.join(ports)}: give each VM its own port_base, at "
+                 "least 4 apart (a VM uses port_base to port_base+3), or other explicit ports")
+    return p
+
+
 def _abs_path(key: str, value: Any, required: bool = False, why: str = "") -> list[str]:
     if value is None or value == "":
         return [f"{key} is required" + (f" ({why})" if why else "")] if required else []

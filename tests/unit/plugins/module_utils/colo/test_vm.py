@@ -366,3 +366,25 @@ def test_primary_without_proxy_keeps_chardevs_iothread_and_quorum():
     assert opts(bare, "-chardev") == opts(full, "-chardev")
     assert opts(bare, "-drive") == opts(full, "-drive")
     assert qemu_argv(make(), "secondary", proxy=False) == qemu_argv(make(), "secondary")
+
+
+def test_clashes_between_vms():
+    from ansible_collections.colo.ft.plugins.module_utils.colo.vm import clashes
+    a = make(name="a", mac="52:54:00:00:00:01", disk="/srv/a.qcow2", port_base=9100)
+    assert clashes([a, make(name="b", mac="52:54:00:00:00:02", disk="/srv/b.qcow2", port_base=9104)]) == []
+    # overlapping port ranges: b's mirror and compare are a's migration and NBD ports
+    found = clashes([a, make(name="b", mac="52:54:00:00:00:02", disk="/srv/b.qcow2", port_base=9102)])
+    assert len(found) == 1 and "ports 9102 (migration_port of a, mirror_port of b), 9103" in found[0], found
+    assert "port_base" in found[0]
+    # an explicit port inside another VM's range
+    found = clashes([a, make(name="b", mac="52:54:00:00:00:02", disk="/srv/b.qcow2", port_base=9200, nbd_port=9101)])
+    assert len(found) == 1 and "port 9101 (compare_port of a, nbd_port of b)" in found[0], found
+    # same name, MAC (any case), disk (same file written another way), tap
+    assert clashes([a, a]) == ["VM name a is used 2 times: give each VM its own name"]
+    found = clashes([a, make(name="b", mac="52:54:00:00:00:01".upper(), disk="/srv//a.qcow2", port_base=9200)])
+    assert len(found) == 2 and any("same MAC 52:54:00:00:00:01" in f for f in found) and any("same disk /srv/a.qcow2" in f for f in found)
+    found = clashes([a, make(name="b", mac="52:54:00:00:00:02", disk="/srv/b.qcow2", port_base=9200, tap="colo-a")])
+    assert found == ["VMs a and b have the same tap colo-a: set tap, or pick another name"]
+    # without host resources (the Xen backend): ports and taps are not QEMU COLO's
+    two = [make(name="a", mac="52:54:00:00:00:01", disk="/a"), make(name="b", mac="52:54:00:00:00:02", disk="/b")]
+    assert clashes(two, host_resources=False) == [] and len(clashes(two)) == 1

@@ -35,6 +35,31 @@ def guest(lab) -> dict:
     return json.loads(INVENTORY.read_text())["all"]["vars"]["colo_vms"][0]
 
 
+def second(guest: dict, **overrides) -> dict:
+    """Another VM beside the lab's guest: its own name, MAC and disk, and ports of its own."""
+    return {**guest, "name": "guest1", "mac": "52:54:00:13:01:99", "disk": "/var/lib/colo-ft/images/guest1.qcow2",
+            "port_base": 9100, **overrides}
+
+
+def site_refuses(tmp_path, words: list[str], colo_vms: list | None = None, hosts: dict | None = None,
+                 *extra: str) -> str:
+    """site.yml with colo_vms (and per-host variables) replaced stops in colo_host's validation, on both hosts
+    (any_errors_fatal), saying each of words, before anything changed. Returns its output."""
+    data: dict = {"all": {"vars": {}, "hosts": hosts or {}}}
+    if colo_vms is not None:
+        data["all"]["vars"]["colo_vms"] = colo_vms
+    inventory = tmp_path / "bad.yml"
+    inventory.write_text(json.dumps(data))
+    result = ansible("ansible-playbook", "-i", str(inventory), "playbooks/site.yml", *extra, check=False)
+    assert result.returncode != 0
+    for w in words:
+        assert w in result.stdout, result.stdout[-4000:]
+    assert "TASK [colo.ft.colo_secondary" not in result.stdout and "TASK [colo.ft.colo_primary" not in result.stdout
+    counts = recap(result.stdout)
+    assert counts["colo-a"]["changed"] == 0 and counts["colo-b"]["changed"] == 0, counts
+    return result.stdout
+
+
 def test_site_refuses_vm_descriptions_that_differ_between_the_hosts(lab, guest, tmp_path):
     other = dict(guest, memory_mib=guest["memory_mib"] * 2)
     extra = tmp_path / "differ.yml"
@@ -99,3 +124,114 @@ def test_guard_refuses_a_broken_qemu_with_advice():
     info = run_module("localhost", "colo.ft.info")[1]["localhost"]
     assert info["qemu"]["supported"] is False
     assert "11.1" in info["qemu"]["reason"] and "trixie-backports" in info["qemu"]["reason"], info["qemu"]["reason"]
+
+
+def test_site_refuses_duplicate_vm_names(lab, guest, tmp_path):
+    site_refuses(tmp_path, ["VM name guest0 is used 2 times: give each VM its own name"],
+                 [guest, dict(second(guest), name=guest["name"])])
+
+
+def test_site_refuses_duplicate_macs(lab, guest, tmp_path):
+    site_refuses(tmp_path, ["VMs guest0 and guest1 have the same MAC", "give each VM its own MAC"],
+                 [guest, second(guest, mac=guest["mac"].upper())])
+
+
+def test_site_refuses_two_vms_on_one_disk(lab, guest, tmp_path):
+    site_refuses(tmp_path, ["VMs guest0 and guest1 have the same disk"], [guest, second(guest, disk=guest["disk"])])
+
+
+@pytest.mark.parametrize("ports, words", [
+    ({}, "both use ports 9003 (mirror_port of guest0, mirror_port of guest1)"),  # no port_base: the defaults
+    ({"port_base": 9001}, "9003 (mirror_port of guest0, migration_port of guest1)"),  # ranges overlap
+    ({"nbd_port": 9004}, "port 9004 (compare_port of guest0, nbd_port of guest1)"),  # an explicit port
+])
+def test_site_refuses_port_clashes_between_vms(lab, guest, tmp_path, ports, words):
+    other = second(guest, **ports)
+    if not ports:
+        del other["port_base"]
+    site_refuses(tmp_path, [words, "give each VM its own port_base"], [guest, other])
+
+
+@pytest.mark.parametrize("key", ["colour", "memory", "xen_vdev"])
+def test_site_refuses_an_unknown_key_in_a_vm(lab, guest, tmp_path, key):
+    site_refuses(tmp_path, [f"colo_vms entry 1 (guest0): it has unknown keys {key}; it takes accel,",
+                            "(and the roles read disk_source, ready_host, ready_port)"], [dict(guest, **{key: 1})])
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("compare_timeout", 0, "compare_timeout must be an integer from 1 to 600000 (ms), got 0"),
+    ("expired_scan_cycle", 600001, "expired_scan_cycle must be an integer from 1 to 600000 (ms), got 600001"),
+    ("max_queue_size", 1048577, "max_queue_size must be an integer from 1 to 1048576 (packets), got 1048577"),
+    ("checkpoint_delay_ms", 0, "checkpoint_delay_ms must be an integer from 1 to 3600000 (ms), got 0"),
+    ("compare_timeout", "soon", "compare_timeout"),
+])
+def test_site_refuses_colo_settings_out_of_range(lab, guest, tmp_path, key, value, words):
+    site_refuses(tmp_path, [f"colo_vms entry 1 (guest0): {words}"], [dict(guest, **{key: value})])
+
+
+@pytest.mark.parametrize("change", [{"ready_port": 70000}, {"ready_port": "ledger"}, {"ready_host": None},
+                                    {"disk_source": "images/guest0.qcow2"}])
+def test_site_refuses_bad_role_keys(lab, guest, tmp_path, change):
+    vm = {k: v for k, v in dict(guest, **change).items() if v is not None}
+    site_refuses(tmp_path, ["ready_port (a TCP port from 1 to 65535) and ready_host"], [vm])
+
+
+@pytest.mark.parametrize("nics", [{"colo_forward_nic": "eth2"}, {"colo_checkpoint_nic": "eth0"},
+                                  {"colo_client_nic": "eth1"}])
+def test_site_refuses_one_nic_for_two_links(lab, tmp_path, nics):
+    site_refuses(tmp_path, ["must be three different NICs"], hosts={"colo-a": nics, "colo-b": nics})
+
+
+def test_site_refuses_a_link_address_that_is_only_part_of_the_nics(lab, tmp_path):
+    """10.x.2.1 is a prefix of colo-a's 10.x.2.11 on eth1, not its address."""
+    part = A.address("eth1")[:-1]
+    out = site_refuses(tmp_path, [f"{part} is not an address of eth1 on colo-a (its IPv4 addresses: {A.address('eth1')})"],
+                       hosts={"colo-a": {"colo_forward_address": part}})
+    assert "set colo_forward_address to one of them" in out
+
+
+def test_one_host_refused_stops_the_other(lab, tmp_path):
+    """Only colo-b is wrong: colo-a stops at the same task (any_errors_fatal), nothing of the pair starts."""
+    out = site_refuses(tmp_path, ["colo_forward_nic (eth2) and colo_checkpoint_nic (eth2) of colo-b"],
+                       hosts={"colo-b": {"colo_forward_nic": "eth2"}})
+    assert "TASK [colo.ft.colo_host : Refuse missing NICs]" not in out
+
+
+def test_primary_refuses_a_vm_without_ready_port_when_asked(lab, guest, tmp_path):
+    unready = {k: v for k, v in guest.items() if k not in ("ready_host", "ready_port")}
+    inventory = tmp_path / "unready.yml"
+    inventory.write_text(json.dumps({"all": {"vars": {"colo_vms": [unready]}}}))
+    result = ansible("ansible-playbook", "-i", str(inventory), "tests/lab/playbooks/colo_primary_only.yml",
+                     "-e", "colo_primary_require_ready_port=true", check=False)
+    assert result.returncode != 0
+    assert "colo_primary_require_ready_port is set and these VMs have no ready_port: guest0" in result.stdout
+    assert recap(result.stdout)["colo-a"]["changed"] == 0
+
+
+DISKS = "/tmp/colo-ft-dirtest"
+
+
+def test_disks_leave_existing_directories_alone(lab, tmp_path):
+    """A disk in /tmp, or in a directory of someone else, keeps that directory's owner and mode; what is missing
+    is created for root only. On the primary (disk_source) and on the secondary (copied from the primary)."""
+    on_host("colo-a", "head -c 65536 /dev/urandom > /root/colo-ft-dirtest.img")
+    prepare = f"rm -rf {DISKS}* && mkdir -m 0751 {DISKS}-keep && chown nobody {DISKS}-keep && chmod 1777 /tmp"
+    for host in ("colo-a", "colo-b"):
+        on_host(host, prepare)
+    vms = [{"name": "dirtest0", "mac": "52:54:00:13:02:01", "disk": f"{DISKS}0.img"},
+           {"name": "dirtest1", "mac": "52:54:00:13:02:02", "disk": f"{DISKS}-keep/d1.img"},
+           {"name": "dirtest2", "mac": "52:54:00:13:02:03", "disk": f"{DISKS}-new/sub/d2.img"}]
+    vms = [dict(vm, boot="disk", disk_source="/root/colo-ft-dirtest.img") for vm in vms]
+    extra = tmp_path / "disks.json"
+    extra.write_text(json.dumps({"colo_vms": vms}))
+    try:
+        ansible("ansible-playbook", "tests/lab/playbooks/disk_dirs.yml", "-e", f"@{extra}")
+        for host in ("colo-a", "colo-b"):
+            modes = on_host(host, f"stat -c '%n %a %U' /tmp {DISKS}-keep {DISKS}-new {DISKS}-new/sub "
+                                  f"{DISKS}0.img {DISKS}-keep/d1.img {DISKS}-new/sub/d2.img").stdout.split("\n")
+            assert modes[:7] == ["/tmp 1777 root", f"{DISKS}-keep 751 nobody", f"{DISKS}-new 700 root",
+                                 f"{DISKS}-new/sub 700 root", f"{DISKS}0.img 600 root", f"{DISKS}-keep/d1.img 600 root",
+                                 f"{DISKS}-new/sub/d2.img 600 root"], (host, modes)
+    finally:
+        for host in ("colo-a", "colo-b"):
+            on_host(host, f"rm -rf {DISKS}* /root/colo-ft-dirtest.img", check=False)

@@ -79,14 +79,14 @@ def vm_problems(entries, backend: str = "qemu", role_keys=()) -> list[str]:
         label = f"colo_vms entry {index} ({entry.get('name', 'no name')})"
         try:
             if backend == "qemu":
-                spec = spec_from_vm_dict(vm)
+                spec = spec_from_vm_dict(vm, label)
                 problems += [f"{label}: {p}" for p in spec.problems()]
             else:
-                validated_subset(vm, {"name": {"type": "str"}, **VM_SPEC_ARGS}, "it")
+                validated_subset(vm, {"name": {"type": "str"}, **VM_SPEC_ARGS}, label)
                 spec = VMSpec(name=vm.get("name"), disk=vm.get("disk"), mac=vm.get("mac"))
         except InvalidSpec as exc:
             also = f" (and the roles read {', '.join(role_keys)})" if role_keys and "unknown keys" in str(exc) else ""
-            problems.append(f"{label}: {exc}{also}")
+            problems.append(f"{exc}{also}")
             continue
         specs.append(spec)
     return problems + clashes(specs, host_resources=backend == "qemu")

@@ -124,12 +124,12 @@ def apply_vm_dict(params: dict[str, Any], label: str = "vm") -> None:
         params[key] = value
 
 
-def spec_from_vm_dict(vm: dict[str, Any]) -> VMSpec:
+def spec_from_vm_dict(vm: dict[str, Any], label: str = "vm") -> VMSpec:
     """The VMSpec colo.ft.vm builds from its `vm` option alone (an entry of the roles' colo_vms), not yet
-    validated. InvalidSpec on an unknown key or a bad value, as the module would refuse it."""
+    validated. InvalidSpec, naming label, on an unknown key or a bad value, as the module would refuse it."""
     params: dict[str, Any] = {k: copy.deepcopy(a.get("default")) for k, a in VM_SPEC_ARGS.items()}
     params.update(name=vm.get("name"), state_root=STATE_ROOT, vm=vm)
-    apply_vm_dict(params, "it")
+    apply_vm_dict(params, label)
     return spec_from_params(params)
 
 

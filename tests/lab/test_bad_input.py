@@ -154,7 +154,7 @@ def test_site_refuses_port_clashes_between_vms(lab, guest, tmp_path, ports, word
 
 @pytest.mark.parametrize("key", ["colour", "memory", "xen_vdev"])
 def test_site_refuses_an_unknown_key_in_a_vm(lab, guest, tmp_path, key):
-    site_refuses(tmp_path, [f"colo_vms entry 1 (guest0): it has unknown keys {key}; it takes accel,",
+    site_refuses(tmp_path, [f"colo_vms entry 1 (guest0) has unknown keys {key}; it takes accel,",
                             "(and the roles read disk_source, ready_host, ready_port)"], [dict(guest, **{key: 1})])
 
 
@@ -163,7 +163,7 @@ def test_site_refuses_an_unknown_key_in_a_vm(lab, guest, tmp_path, key):
     ("expired_scan_cycle", 600001, "expired_scan_cycle must be an integer from 1 to 600000 (ms), got 600001"),
     ("max_queue_size", 1048577, "max_queue_size must be an integer from 1 to 1048576 (packets), got 1048577"),
     ("checkpoint_delay_ms", 0, "checkpoint_delay_ms must be an integer from 1 to 3600000 (ms), got 0"),
-    ("compare_timeout", "soon", "compare_timeout"),
+    ("compare_timeout", "soon", "argument 'compare_timeout' is of type str"),
 ])
 def test_site_refuses_colo_settings_out_of_range(lab, guest, tmp_path, key, value, words):
     site_refuses(tmp_path, [f"colo_vms entry 1 (guest0): {words}"], [dict(guest, **{key: value})])

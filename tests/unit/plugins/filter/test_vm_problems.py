@@ -24,19 +24,19 @@ def test_a_good_list_has_no_problem():
 
 
 @pytest.mark.parametrize("change, words", [
-    ({"colour": "red"}, ["unknown keys colour", "the roles read disk_source, ready_host, ready_port"]),
+    ({"colour": "red"}, ["(guest0) has unknown keys colour", "the roles read disk_source, ready_host, ready_port"]),
     ({"memory": 512}, ["unknown keys memory", "memory_mib"]),
     ({"compare_timeout": 0}, ["compare_timeout must be an integer from 1 to 600000"]),
     ({"expired_scan_cycle": 600001}, ["expired_scan_cycle must be an integer from 1 to 600000"]),
     ({"max_queue_size": 1048577}, ["max_queue_size must be an integer from 1 to 1048576"]),
     ({"checkpoint_delay_ms": 3600001}, ["checkpoint_delay_ms must be an integer from 1 to 3600000"]),
-    ({"compare_timeout": "soon"}, ["compare_timeout", "int"]),
-    ({"boot": "cdrom"}, ["boot", "cdrom"]),
+    ({"compare_timeout": "soon"}, ["(guest0): argument 'compare_timeout' is of type str", "int"]),
+    ({"boot": "cdrom"}, ["(guest0): value of boot must be one of: kernel, disk, got: cdrom"]),
     ({"port_base": 65533}, ["port_base must be an integer from 1 to 65532"]),
 ])
 def test_what_the_runtime_refuses_in_an_entry(change, words):
     found = vm_problems([dict(GUEST, **change)], "qemu", ROLE_KEYS)
-    assert found and all(f.startswith("colo_vms entry 1 (guest0): ") for f in found), found
+    assert found and all(f.startswith("colo_vms entry 1 (guest0)") for f in found), found
     for w in words:
         assert w in found[0], found
 

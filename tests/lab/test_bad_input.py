@@ -206,6 +206,11 @@ def test_primary_refuses_a_vm_without_ready_port_when_asked(lab, guest, tmp_path
     assert result.returncode != 0
     assert "colo_primary_require_ready_port is set and these VMs have no ready_port: guest0" in result.stdout
     assert recap(result.stdout)["colo-a"]["changed"] == 0
+    # Without it: a warning before anything else (check mode: whatever follows changes nothing).
+    result = ansible("ansible-playbook", "-i", str(inventory), "tests/lab/playbooks/colo_primary_only.yml", "--check",
+                     check=False)
+    warning = result.stdout.find("WARNING: these VMs have no ready_port and are protected as soon as QEMU runs")
+    assert 0 < warning < result.stdout.find("TASK [colo.ft.colo_primary : Look for the directories of the disks]")
 
 
 DISKS = "/tmp/colo-ft-dirtest"

@@ -166,7 +166,7 @@ def test_crash_is_silent_no_fin_or_rst_reaches_a_peer(lab):
         if peer and peer.poll() is None:
             peer.kill()
             peer.wait()
-    lab_cmd("restart", "colo-b")
+        lab_cmd("restart", "colo-b")
     status = lab_cmd("status").stdout
     assert all(f"link colo-b:{iface}: up" in status for iface in ("eth0", "eth1", "eth2")), status
     assert reaches("colo-a", B.address("eth2")) and in_client("ping", "-c1", "-W1", B.address("eth0"), check=False).returncode == 0

@@ -103,7 +103,7 @@ def cmd_status(_args) -> None:
 
 
 def cmd_crash(args) -> None:
-    hosts.crash(_host(args.host))
+    hosts.crash(_host(args.host), silent=args.silent)
 
 
 def cmd_freeze(args) -> None:
@@ -174,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
                        "pytest installed (default command: a shell in it); DIR is removed when it ends")
     p.add_argument("dir")
     p.add_argument("command", nargs=argparse.REMAINDER)
-    for name, text in (("crash", "power cut: HOST's links go dark, then all its processes die at once"),
+    for name, text in (("crash", "power cut: all of HOST's processes die at once"),
                        ("freeze", "hang HOST"), ("thaw", "resume a frozen HOST"),
                        ("restart", "power HOST off (if on) and boot it (links back up)")):
         sub.add_parser(name, help=text).add_argument("host")
+    sub.choices["crash"].add_argument("--silent", action="store_true",
+                                      help="its links go dark first: peers hear no FIN or RST, as in a real power cut")
     for name, text in (("cut", "unplug LINK"), ("heal", "plug LINK back")):
         sub.add_parser(name, help=f"{text}: eth1, eth2 or HOST:eth0|eth1|eth2").add_argument("link")
     p = sub.add_parser("ssh", help="a shell or a command on HOST")

@@ -225,20 +225,22 @@ def kill_all(host: Host) -> None:
     kill_cgroup(_cgroup(host), thaw=True)
 
 
-def crash(host: Host) -> None:
-    """A power cut, silent as a real one: the host's links go dark, then all its processes die at once;
-    runtime network state is lost; the disk stays.
+def crash(host: Host, silent: bool = False) -> None:
+    """A power cut: all processes die at once; runtime network state is lost; the disk stays.
 
-    The links go first so that the sockets the dying processes close send nothing: peers get no
-    FIN or RST, their connections to the host just stop answering.
+    silent: the host's links go dark first, so the sockets the dying processes close send nothing -
+    peers get no FIN or RST, as from a real power cut. Without it the dying kernel still resets its
+    connections, which ends a peer's wait at once (the default until the runtime yanks a dead peer's
+    streams itself: a lost secondary's NBD child otherwise blocks its primary until TCP gives up).
     """
     if nspawn_pid(host) is None and not cgroup_pids(host):
         raise LabError(f"{host.name} is not running")
-    unplug_host(host)
+    if silent:
+        unplug_host(host)
     kill_all(host)
     _pidfile(host).unlink(missing_ok=True)
     drop_host_net(host)
-    log(f"{host.name}: crashed (links dark, then all processes killed; network state lost)")
+    log(f"{host.name}: crashed ({'links dark, then ' if silent else ''}all processes killed; network state lost)")
 
 
 def shutdown(host: Host) -> None:

@@ -147,7 +147,7 @@ def test_crash_is_silent_no_fin_or_rst_reaches_a_peer(lab):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert peer.stdout.readline().strip() == "connected", peer.stderr.read()
         started = time.monotonic()
-        lab_cmd("crash", "colo-b")
+        lab_cmd("crash", "--silent", "colo-b")
         crash_s = time.monotonic() - started
         client.settimeout(4)
         try:

@@ -71,7 +71,7 @@ def sample(primary: str, seconds: float) -> dict:
 
 
 def crash(host: str) -> float:
-    """Power-cut a lab host (its links dark, then every process killed at one instant); the time.monotonic() before it."""
+    """Power-cut a lab host (every process killed at one instant); the time.monotonic() before it."""
     t = time.monotonic()
     hosts.crash(HOSTS_BY_NAME[host])
     return t

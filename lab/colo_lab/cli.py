@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import os
 import shutil
@@ -14,6 +15,26 @@ from . import chroot, hosts, image, net
 from .config import CLIENT_NS, FREEZER, GUEST_ADDR, HOSTS, INSTANCE, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
 from .inventory import INVENTORY, write_inventory
 from .util import LabError, log
+
+
+# Commands that only run something inside the lab (in the client namespace, or on a host over ssh) and
+# may run for long: they change nothing of the lab and take no lock, so that a fault (crash, cut, ...)
+# strikes while they run, as it would on real hosts. Every other command holds the lab's lock: the
+# commands that change the lab run one at a time, and status reads a lab that none is changing.
+UNLOCKED = frozenset({"client", "ssh"})
+LOCK = STATE.parent / f".{STATE.name}.lock"
+
+
+@contextlib.contextmanager
+def lab_lock(command: str):
+    """Hold the lab's lock for COMMAND, unless it is one of UNLOCKED."""
+    if command in UNLOCKED:
+        yield
+        return
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _host(name: str):
@@ -82,7 +103,7 @@ def cmd_status(_args) -> None:
 
 
 def cmd_crash(args) -> None:
-    hosts.crash(_host(args.host))
+    hosts.crash(_host(args.host), silent=args.silent)
 
 
 def cmd_freeze(args) -> None:
@@ -153,9 +174,12 @@ def main(argv: list[str] | None = None) -> int:
                        "pytest installed (default command: a shell in it); DIR is removed when it ends")
     p.add_argument("dir")
     p.add_argument("command", nargs=argparse.REMAINDER)
-    for name, text in (("crash", "kill every process of HOST at once (power cut)"), ("freeze", "hang HOST"),
-                       ("thaw", "resume a frozen HOST"), ("restart", "power HOST off (if on) and boot it")):
+    for name, text in (("crash", "power cut: all of HOST's processes die at once"),
+                       ("freeze", "hang HOST"), ("thaw", "resume a frozen HOST"),
+                       ("restart", "power HOST off (if on) and boot it (links back up)")):
         sub.add_parser(name, help=text).add_argument("host")
+    sub.choices["crash"].add_argument("--silent", action="store_true",
+                                      help="its links go dark first: peers hear no FIN or RST, as in a real power cut")
     for name, text in (("cut", "unplug LINK"), ("heal", "plug LINK back")):
         sub.add_parser(name, help=f"{text}: eth1, eth2 or HOST:eth0|eth1|eth2").add_argument("link")
     p = sub.add_parser("ssh", help="a shell or a command on HOST")
@@ -169,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("colo-lab: must run as root (namespaces, mounts, containers)", file=sys.stderr)
         return 2
-    STATE.mkdir(parents=True, exist_ok=True)
-    with open(STATE.parent / f".{STATE.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one lab command at a time
+    with lab_lock(args.cmd):
         try:
             return globals()[f"cmd_{args.cmd}"](args) or 0
         except LabError as error:

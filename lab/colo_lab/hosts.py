@@ -1,8 +1,9 @@
 """The lab's hosts: systemd-nspawn containers booted on an overlay of the cached image.
 
 Each host's processes are put in a freezer cgroup of their own, which gives the fault actions
-an exact set of processes: freeze/thaw hang and resume all of them, crash kills all of them at
-once (a power cut; the overlay's upper layer survives as a disk would).
+an exact set of processes: freeze/thaw hang and resume all of them, crash takes the host's links
+dark and then kills all of them at once (a power cut: peers hear nothing; the overlay's upper
+layer survives as a disk would).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import time
 from pathlib import Path
 
 from .config import APT_MOUNT, FREEZER, GUEST_MOUNT, INSTANCE, STATE, Host
-from .net import drop_host_net, ensure_host_net
+from .net import drop_host_net, ensure_host_net, unplug_host
 from .util import LabError, log, run, wait_until
 
 SSH_KEY = STATE / "ssh/id_ed25519"
+# A crashed host's connections hear no FIN or RST (see crash): ssh gives up on one after 3 keepalives
+# 2 s apart go unanswered, instead of waiting for TCP to give up (about 15 minutes).
+KEEPALIVE_OPTS = ["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"]
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3"]
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3", *KEEPALIVE_OPTS]
 
 
 def _dir(host: Host) -> Path:
@@ -221,14 +225,22 @@ def kill_all(host: Host) -> None:
     kill_cgroup(_cgroup(host), thaw=True)
 
 
-def crash(host: Host) -> None:
-    """A power cut: all processes die at once; runtime network state is lost; the disk stays."""
+def crash(host: Host, silent: bool = False) -> None:
+    """A power cut: all processes die at once; runtime network state is lost; the disk stays.
+
+    silent: the host's links go dark first, so the sockets the dying processes close send nothing -
+    peers get no FIN or RST, as from a real power cut. Without it the dying kernel still resets its
+    connections, which ends a peer's wait at once (the default until the runtime yanks a dead peer's
+    streams itself: a lost secondary's NBD child otherwise blocks its primary until TCP gives up).
+    """
     if nspawn_pid(host) is None and not cgroup_pids(host):
         raise LabError(f"{host.name} is not running")
+    if silent:
+        unplug_host(host)
     kill_all(host)
     _pidfile(host).unlink(missing_ok=True)
     drop_host_net(host)
-    log(f"{host.name}: crashed (all processes killed, network state lost)")
+    log(f"{host.name}: crashed ({'links dark, then ' if silent else ''}all processes killed; network state lost)")
 
 
 def shutdown(host: Host) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .config import GUEST_ADDR, GUEST_MAC, GUEST_MOUNT, HOSTS, STATE
-from .hosts import SSH_KEY, SSH_OPTS
+from .hosts import KEEPALIVE_OPTS, SSH_KEY, SSH_OPTS
 
 INVENTORY = STATE / "inventory.yml"
 
@@ -48,7 +48,9 @@ def write_inventory(guest_dir: Path) -> Path:
         "vars": {
             "ansible_user": "root",
             "ansible_ssh_private_key_file": str(SSH_KEY),
-            "ansible_ssh_common_args": " ".join(SSH_OPTS[:6]),  # no host-key checks for throw-away hosts
+            # No host-key checks for throw-away hosts; keepalives end an ssh master (ControlPersist) whose host
+            # crashed, which hears no FIN and would otherwise hang every later task on that host.
+            "ansible_ssh_common_args": " ".join(SSH_OPTS[:6] + KEEPALIVE_OPTS),
             "ansible_python_interpreter": "/usr/bin/python3",
             # The hosts' only package source is the lab's repository, which holds QEMU 11.
             "colo_host_enable_backports": False,

@@ -2,7 +2,8 @@
 
 Every switch lives in SWITCH_NS, so the machine's own namespace gets a single management veth.
 A host's namespace is made fresh each time the host boots (a power cut loses runtime network
-state, as on a real host); the switch side never changes while the lab is up.
+state, as on a real host); the switch side never changes while the lab is up, except that a crash
+takes the host's switch ports down first (unplug_host), so that its dying kernel sends nothing.
 """
 
 from __future__ import annotations
@@ -73,6 +74,36 @@ def ensure_host_net(host: Host) -> None:
         _plug(peer, link.bridge)
         run(["ip", "addr", "add", f"{host.address(link.name)}/24", "dev", link.name], netns=host.netns)
         run(["ip", "link", "set", link.name, "up"], netns=host.netns)
+
+
+def link_names(ip_link_output: str) -> set[str]:
+    """Interface names in `ip -o link show` output ("5: a-eth0@if4: <...>" gives a-eth0)."""
+    names = set()
+    for line in ip_link_output.splitlines():
+        fields = line.split(": ", 2)
+        if len(fields) >= 2 and fields[0].strip().isdigit():
+            names.add(fields[1].split("@", 1)[0])
+    return names
+
+
+def ports_down_batch(ports: list[str]) -> str:
+    """An `ip -batch` script that takes the given links down."""
+    return "".join(f"link set {port} down\n" for port in ports)
+
+
+def unplug_host(host: Host) -> list[str]:
+    """Take the switch-side end of every cable of the host down, all in one `ip -batch`; the ports taken down.
+
+    From then on the switches drop whatever the host sends (a veth whose peer is down delivers
+    nothing), so no FIN, RST or ARP reply of its kernel reaches a peer: what a power cut does to a NIC.
+    """
+    if not netns_exists(SWITCH_NS):
+        return []
+    present = link_names(run(["ip", "-o", "link", "show"], capture=True, netns=SWITCH_NS).stdout)
+    ports = [host.peer(link.name) for link in LINKS if host.peer(link.name) in present]
+    if ports:
+        run(["ip", "-batch", "-"], input=ports_down_batch(ports), capture=True, netns=SWITCH_NS)
+    return ports
 
 
 def drop_host_net(host: Host) -> None:

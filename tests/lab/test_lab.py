@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import time
 
 from colo_lab.config import HOSTS_BY_NAME
-from colo_lab.testing import ansible, in_client, lab_cmd, on_host
+from colo_lab.testing import LAB, ansible, client_netns, in_client, lab_cmd, on_host
 
 A, B = HOSTS_BY_NAME["colo-a"], HOSTS_BY_NAME["colo-b"]
 
@@ -90,6 +93,102 @@ def test_crash_loses_processes_keeps_disk_and_restart_boots(lab):
     # A lab host has no kernel of its own: boot_id is the machine's, so the checks above are what
     # tells a restarted host from a running one.
     assert boot_id
+
+
+# On the host that crashes: accept connections and hold them, never reading; what a peer sent stays queued,
+# so a close by a dying process would answer with RST (and one with nothing queued with FIN).
+LISTENER = """import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+held = []
+while True:
+    held.append(s.accept()[0])
+"""
+# On the peer host: connect, send, say "connected", then report what the connection hears within WAIT s.
+PEER = """import socket, sys, time
+address, port, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+c = socket.create_connection((address, port), timeout=5)
+c.sendall(b"unread")
+print("connected", flush=True)
+c.settimeout(wait)
+try:
+    print("data" if c.recv(1) else "eof", flush=True)
+except socket.timeout:
+    print("silent", flush=True)
+except OSError as error:
+    print(type(error).__name__, flush=True)
+"""
+SILENT_PORT = 7999
+
+
+def connect_from_client(address: str, port: int, timeout: float = 20) -> socket.socket:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with client_netns():
+                return socket.create_connection((address, port), timeout=2)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_crash_is_silent_no_fin_or_rst_reaches_a_peer(lab):
+    """A power cut sends nothing: connections to the crashed host, from the client switch and from the other
+    host over the checkpoint link, hear neither FIN nor RST; their reads block until their timeout."""
+    on_host("colo-b", f"setsid -f python3 -c '{LISTENER}' {SILENT_PORT} </dev/null >/dev/null 2>&1")
+    client = connect_from_client(B.address("eth0"), SILENT_PORT)
+    peer = None
+    try:
+        client.sendall(b"unread")
+        peer = subprocess.Popen([str(LAB), "ssh", "colo-a", f"python3 -c '{PEER}' {B.address('eth2')} {SILENT_PORT} 8"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert peer.stdout.readline().strip() == "connected", peer.stderr.read()
+        started = time.monotonic()
+        lab_cmd("crash", "--silent", "colo-b")
+        crash_s = time.monotonic() - started
+        client.settimeout(4)
+        try:
+            heard = "data" if client.recv(1) else "eof"
+        except TimeoutError:
+            heard = "silent"
+        except OSError as error:  # ConnectionResetError: the old crash, whose dying kernel answered
+            heard = type(error).__name__
+        assert heard == "silent", f"the client's connection to the crashed host heard {heard}"
+        out, err = peer.communicate(timeout=60)
+        assert out.strip() == "silent", f"colo-a's connection to the crashed host heard {out.strip()} {err}"
+        assert "colo-b: stopped" in lab_cmd("status").stdout
+        assert crash_s < 10, f"crash took {crash_s:.1f}s"
+    finally:
+        client.close()
+        if peer and peer.poll() is None:
+            peer.kill()
+            peer.wait()
+        lab_cmd("restart", "colo-b")
+    status = lab_cmd("status").stdout
+    assert all(f"link colo-b:{iface}: up" in status for iface in ("eth0", "eth1", "eth2")), status
+    assert reaches("colo-a", B.address("eth2")) and in_client("ping", "-c1", "-W1", B.address("eth0"), check=False).returncode == 0
+
+
+def test_client_and_ssh_commands_do_not_hold_the_lab_lock(lab):
+    """A long `colo-lab client` or `ssh` command does not hold up the lab's other commands: a fault can strike
+    while it runs (before, each of these waited until the long command had ended)."""
+    long_commands = [subprocess.Popen([str(LAB), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for argv in (["client", "sh", "-c", "echo started; exec sleep 15"],
+                                  ["ssh", "colo-a", "echo started; exec sleep 15"])]
+    for proc in long_commands:
+        assert proc.stdout.readline().strip() == "started", proc.stderr.read()
+    started = time.monotonic()
+    assert "colo-a: running" in lab_cmd("status").stdout
+    lab_cmd("freeze", "colo-b")
+    lab_cmd("thaw", "colo-b")
+    took = time.monotonic() - started
+    assert [proc.poll() for proc in long_commands] == [None, None], "a long command ended early"
+    assert took < 8, f"status, freeze and thaw took {took:.1f}s while client and ssh commands ran"
+    for proc in long_commands:
+        assert proc.wait(timeout=60) == 0
 
 
 def test_errors_are_clear(lab):

@@ -183,8 +183,7 @@ def run(module: ColoModule) -> dict:
             plan = checkpoint.plan_release(before, role)
         result, after = module.apply(plan, qmp, before)
         if isinstance(plan, checkpoint.ProtectPlan) and not module.check_mode:
-            # A call that found the migration under way only waited: that finished a change too.
-            result["changed"] = result["changed"] or plan.result.colo_after_migrate_s is not None
+            result["changed"] = plan.result.changed
             if result["changed"]:
                 plan.result.duration_s = time.monotonic() - t0
                 result["timings"] = plan.result.timings()

@@ -73,9 +73,14 @@ class ProtectResult:
 
 @dataclass
 class ProtectPlan(Plan):
-    """A protection's plan; apply() fills `result` (timings) besides returning the actions."""
+    """A protection's plan; apply() fills `result` (actions, timings) besides returning the actions."""
 
     result: ProtectResult = field(default_factory=ProtectResult)
+
+    def apply(self, qmp: QMPClient) -> list[str]:
+        done = super().apply(qmp)
+        self.result.actions += done
+        return done
 
 
 def plan_ready(st: VMState, role: str | None, host: str | None, nbd_port: int = replication.NBD_PORT,
@@ -287,7 +292,7 @@ def protect(primary: QMPClient, secondary: QMPClient | None, checkpoint_host: st
     res.warnings += warnings
     if plan.changed and secondary is not None:
         res.actions += ready.apply(secondary)
-    res.actions += plan.apply(primary)
+    plan.apply(primary)
     if secondary is not None and plan.changed:
         wait_colo(primary, secondary, timeout)
     res.duration_s = time.monotonic() - t0

@@ -34,7 +34,7 @@ REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "
 # Installed from that repository into the throw-away roots of `colo-lab chroot` (chroot.py), where
 # the runtime tests (tests/lab/runtime) run QEMU, pytest and, for the one-host playbook of every
 # module, Debian's ansible-core.
-ROOT_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "python3-pytest", "ansible-core")
+ROOT_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "python3-pytest", "ansible-core", "openssl")
 
 RECIPE_VERSION = 2  # bump when the build steps below change meaning
 

@@ -79,6 +79,7 @@ VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
     "nbd_port": {"type": "int"},
     "active_disk": {"type": "path"},
     "hidden_disk": {"type": "path"},
+    "tls_dir": {"type": "path"},
     "checkpoint_delay_ms": {"type": "int", "default": VMSpec.__dataclass_fields__["checkpoint_delay_ms"].default},
     "reconnect_ms": {"type": "int", "default": VMSpec.__dataclass_fields__["reconnect_ms"].default},
     **COMPARE_ARGS,

@@ -143,6 +143,14 @@ options:
   hidden_disk:
     description: Secondary only. The hidden overlay; default C(hidden.qcow2) in the VM's state directory.
     type: path
+  tls_dir:
+    description:
+      - Directory of this host's x509 files in QEMU's layout (C(ca-cert.pem), C(server-cert.pem), C(server-key.pem),
+        C(client-cert.pem), C(client-key.pem)). Set, every COLO channel is TLS with both ends' certificates
+        checked against the CA (migration, the NBD export and its clients, the proxy's mirror and compare sockets).
+      - Unset, the channels are cleartext and open to anyone who reaches the ports; the roles set it
+        (C(colo_tls), on by default).
+    type: path
   checkpoint_delay_ms:
     description:
       - Milliseconds between periodic checkpoints (C(x-checkpoint-delay); QEMU's own default is 20000), 1 to

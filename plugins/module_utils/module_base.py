@@ -79,6 +79,7 @@ VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
     "nbd_port": {"type": "int"},
     "active_disk": {"type": "path"},
     "hidden_disk": {"type": "path"},
+    "tls_dir": {"type": "path"},
     "checkpoint_delay_ms": {"type": "int", "default": VMSpec.__dataclass_fields__["checkpoint_delay_ms"].default},
     "reconnect_ms": {"type": "int", "default": VMSpec.__dataclass_fields__["reconnect_ms"].default},
     **COMPARE_ARGS,
@@ -87,7 +88,7 @@ VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
 }
 
 # Options that place a VM on a host (the roles set them per host); the other VM_SPEC_ARGS describe the guest.
-PLACEMENT_ARGS = ("bridge", "tap", "forward_address", "checkpoint_address", "active_disk", "hidden_disk")
+PLACEMENT_ARGS = ("bridge", "tap", "forward_address", "checkpoint_address", "active_disk", "hidden_disk", "tls_dir")
 # A guest option given directly and in the `vm` dict at once is refused (mutually_exclusive).
 GUEST_ARGS = tuple(k for k in VM_SPEC_ARGS if k not in PLACEMENT_ARGS)
 

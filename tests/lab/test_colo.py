@@ -32,6 +32,7 @@ def assert_protected(primary: str, secondary: str) -> None:
     assert vms[primary]["guest0"]["mode"] == "primary", vms
     assert vms[secondary]["guest0"]["mode"] == "secondary", vms
     assert vms[primary]["guest0"]["replication"] == "attached"
+    assert vms[primary]["guest0"]["tls"] is True and vms[secondary]["guest0"]["tls"] is True, "COLO without TLS"
     assert vms[primary]["guest0"]["checkpoints"] > 0, "no checkpoint in 4 s"
     record_metric("checkpoint_pause_p50_ms", vms[primary]["guest0"]["pause_p50_ms"])
     record_metric("checkpoint_pause_max_ms", vms[primary]["guest0"]["pause_max_ms"])

@@ -78,6 +78,9 @@ def qemu_argv(spec: VMSpec, role: str, paused: bool = False, daemonize: bool = F
              "-device", f"{spec.nic_model},id={NIC_ID},netdev={NETDEV_ID},mac={spec.mac.lower()},romfile="]
 
     img = opt(spec.disk)
+    if role in ("primary", "secondary"):
+        for o in devices.tls_objects(spec):
+            argv += ["-object", o.cli()]
     if role == "plain":
         argv += ["-drive", f"if=none,id={DISK_ID},driver={spec.disk_format},file.filename={img}"]
     elif role == "primary":

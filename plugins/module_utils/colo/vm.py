@@ -99,6 +99,10 @@ class VMSpec:
     compare_timeout: int | None = None
     expired_scan_cycle: int | None = None
     max_queue_size: int | None = None
+    # x509 files of this host (QEMU's layout: ca-cert.pem, server-cert.pem/-key.pem, client-cert.pem/-key.pem):
+    # every COLO channel (migration, NBD, proxy chardevs) is TLS with both sides' certificates checked.
+    # None: cleartext (measurements only; docs/security.md).
+    tls_dir: str | None = None
     qemu_binary: str = "qemu-system-x86_64"
     state_root: str = STATE_ROOT
     extra_args: list[str] = field(default_factory=list)
@@ -273,6 +277,7 @@ class VMSpec:
         if self.active_disk and self.active_disk == self.hidden_disk:
             p.append("active_disk and hidden_disk must be different files")
         p += _abs_path("state_root", self.state_root, required=True)
+        p += _abs_path("tls_dir", self.tls_dir)
         if isinstance(self.state_root, str) and isinstance(self.name, str) and \
                 len(os.path.join(self.state_root, self.name, "compare_out.sock")) > 107:
             p.append("state_root + name are too long for a unix socket path (108 bytes)")

@@ -29,7 +29,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoErr
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Plan
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec, check_locator
 from ansible_collections.colo.ft.plugins.module_utils.dict_options import validated_subset
 
 # Module option -> VMSpec field, where the names differ.
@@ -134,7 +134,9 @@ def spec_from_vm_dict(vm: dict[str, Any], label: str = "vm") -> VMSpec:
 
 
 def stub_spec(name: str, state_root: str = STATE_ROOT) -> VMSpec:
-    """A spec that only locates a VM's state directory (nothing else is valid)."""
+    """A spec that only locates a VM's state directory (nothing else is valid); InvalidSpec when
+    name or state_root cannot name one."""
+    check_locator(name, state_root)
     return VMSpec(name=name, disk="", mac="", state_root=state_root)
 
 

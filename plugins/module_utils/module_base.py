@@ -83,11 +83,12 @@ VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
     "reconnect_ms": {"type": "int", "default": VMSpec.__dataclass_fields__["reconnect_ms"].default},
     **COMPARE_ARGS,
     "qemu_binary": {"type": "str", "default": "qemu-system-x86_64"},
+    "qemu_user": {"type": "str"},
     "extra_args": {"type": "list", "elements": "str", "default": []},
 }
 
 # Options that place a VM on a host (the roles set them per host); the other VM_SPEC_ARGS describe the guest.
-PLACEMENT_ARGS = ("bridge", "tap", "forward_address", "checkpoint_address", "active_disk", "hidden_disk")
+PLACEMENT_ARGS = ("bridge", "tap", "forward_address", "checkpoint_address", "active_disk", "hidden_disk", "qemu_user")
 # A guest option given directly and in the `vm` dict at once is refused (mutually_exclusive).
 GUEST_ARGS = tuple(k for k in VM_SPEC_ARGS if k not in PLACEMENT_ARGS)
 

@@ -5,7 +5,8 @@ docs/qemu-colo.md, "Confined QEMU", has the measurements (QEMU 11.1.3, systemd 2
 * qemu_args(): -sandbox on with the groups COLO never uses denied, and -run-with user= when the
   spec names a user. QEMU installs its seccomp filter before it drops root and before -daemonize
   forks, so elevateprivileges is denied only for a QEMU that stays root and spawn only for one
-  that does not daemonize (the killed-by-SIGSYS starts are in the docs).
+  that neither drops root nor daemonizes, spawn for one that does not daemonize (the SIGSYS kills
+  are in the docs).
 * check_user() / hand_over(): the launcher's side of the drop: the user exists and can reach the
   state directory; the state directory can be traversed (not listed, not written) by the user's
   group; qemu_dir, the disk image and the secondary's overlays belong to the user, as QEMU creates
@@ -30,8 +31,10 @@ CAPABILITIES = ("CAP_NET_ADMIN", "CAP_DAC_OVERRIDE", "CAP_SETUID", "CAP_SETGID",
 
 def qemu_args(spec: VMSpec, daemonize: bool) -> list[str]:
     """-sandbox (and -run-with user=) for the QEMU command line."""
-    elevate = "allow" if spec.qemu_user else "deny"   # setuid/setgid of the drop run under the filter
-    spawn = "allow" if daemonize else "deny"          # -daemonize forks under the filter
+    # Both run under the filter: the drop calls setgroups/setgid/setuid, -daemonize fork and setsid (in
+    # QEMU's elevateprivileges group; "children" kills them as "deny" does).
+    elevate = "allow" if spec.qemu_user or daemonize else "deny"
+    spawn = "allow" if daemonize else "deny"
     args = ["-sandbox", f"on,obsolete=deny,elevateprivileges={elevate},spawn={spawn},resourcecontrol=deny"]
     if spec.qemu_user:
         args += ["-run-with", f"user={spec.qemu_user}"]

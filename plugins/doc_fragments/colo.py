@@ -168,6 +168,15 @@ options:
     description: QEMU system emulator to run (name in E(PATH) or absolute path).
     type: str
     default: qemu-system-x86_64
+  qemu_user:
+    description:
+      - System user QEMU drops root to (C(-run-with user=)) once it has opened its tap, disk and sockets; the
+        user must exist (the colo_host role creates C(colo-qemu)). Unset, QEMU stays root.
+      - At start the disk image and a secondary's overlays are given to this user (QEMU reopens them by name
+        later), and its group may traverse the state directory; every directory above them must be searchable
+        by it, or the start is refused before anything changes.
+      - QEMU always runs under its seccomp sandbox (C(-sandbox on)); see the README, Confined QEMU.
+    type: str
   extra_args:
     description: Extra QEMU arguments, one list element per argv element, appended to the command line.
     type: list

@@ -115,10 +115,11 @@ def primary_chardevs(spec: VMSpec) -> list[ChardevDef]:
     """Chardevs of a primary: mirror0/compare1 on the forward link, two loopback pairs.
 
     The loopback pairs (compare0/compare0-0, compare_out/compare_out0) are unix
-    sockets in the VM's state directory instead of 127.0.0.1 ports: nothing to
-    allocate per VM and nothing reachable over the network.
+    sockets in the VM's qemu_dir instead of 127.0.0.1 ports: nothing to
+    allocate per VM and nothing reachable over the network (qemu_dir: a failover
+    hot-adds them after QEMU dropped root).
     """
-    sd = spec.state_dir
+    sd = spec.qemu_dir
     return [
         ChardevDef("mirror0", host=spec.forward_addr, port=spec.mirror_port, server=True,
                    tls_creds=tls_creds(spec, "server")),

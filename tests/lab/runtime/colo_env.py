@@ -78,6 +78,7 @@ class Env:
     port_base: int | None
     net: bool
     tls: bool = True
+    qemu_user: str | None = None
     launcher: Launcher = field(default_factory=lambda: Launcher(use_systemd=False, start_timeout=60))
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -100,7 +101,15 @@ class Env:
             port_base=int(pb) if pb else None,
             net=os.environ.get("COLO_RT_NET") == "1",
             tls=os.environ.get("COLO_RT_TLS", "1") != "0",
+            # QEMU drops root to this user, as on the lab hosts (COLO_RT_QEMU_USER= empty: QEMU stays root).
+            qemu_user=os.environ.get("COLO_RT_QEMU_USER", "colo-qemu") or None,
         )
+
+    def user_up(self) -> None:
+        """The system user QEMU runs as (the colo_host role makes it on a host; the chroot is thrown away)."""
+        if self.qemu_user and sh("id", "-u", self.qemu_user, check=False).returncode != 0:
+            sh("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+               "--shell", "/usr/sbin/nologin", self.qemu_user)
 
     # -- network ---------------------------------------------------------------
 
@@ -184,6 +193,7 @@ class Env:
             port_base=self.port_base,
             state_root=self.state_root,
             tls_dir=self.tls_dir(),
+            qemu_user=self.qemu_user,
             **kw,
         )
 

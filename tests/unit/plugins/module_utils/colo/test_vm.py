@@ -121,9 +121,9 @@ def test_primary_chardevs():
     assert ch["compare1"] == {"": "socket", "id": "compare1", "host": FWD, "port": "9004", "server": "on", "wait": "off"}
     # loopback pairs: a server and a client on the same unix socket
     assert ch["compare0"]["server"] == "on" and "server" not in ch["compare0-0"]
-    assert ch["compare0"]["path"] == ch["compare0-0"]["path"] == "/run/colo-ft/guest1/compare0.sock"
+    assert ch["compare0"]["path"] == ch["compare0-0"]["path"] == "/run/colo-ft/guest1/qemu/compare0.sock"
     assert ch["compare_out"]["server"] == "on" and "server" not in ch["compare_out0"]
-    assert ch["compare_out"]["path"] == ch["compare_out0"]["path"] == "/run/colo-ft/guest1/compare_out.sock"
+    assert ch["compare_out"]["path"] == ch["compare_out0"]["path"] == "/run/colo-ft/guest1/qemu/compare_out.sock"
 
 
 def test_primary_objects():
@@ -211,7 +211,7 @@ def test_qmp_forms_match_command_line():
     assert ch["mirror0"] == {"id": "mirror0", "backend": {"type": "socket", "data": {
         "addr": {"type": "inet", "data": {"host": FWD, "port": "9003"}}, "server": True, "wait": False}}}
     assert ch["compare0-0"]["backend"]["data"] == {
-        "addr": {"type": "unix", "data": {"path": "/run/colo-ft/guest1/compare0.sock"}}, "server": False}
+        "addr": {"type": "unix", "data": {"path": "/run/colo-ft/guest1/qemu/compare0.sock"}}, "server": False}
     objs = {o.id: o.qmp() for o in primary_objects(spec)}
     assert objs["comp0"] == {"qom-type": "colo-compare", "id": "comp0", "primary_in": "compare0-0",
                              "secondary_in": "compare1", "outdev": "compare_out0", "iothread": "iothread1"}

@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import chroot, hosts, image, net
-from .config import CLIENT_NS, FREEZER, GUEST_ADDR, HOSTS, INSTANCE, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
+from .config import CLIENT_NS, FREEZER, STRANGER_NS, GUEST_ADDR, HOSTS, INSTANCE, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
 from .inventory import INVENTORY, write_inventory
 from .util import LabError, log
 
@@ -21,7 +21,7 @@ from .util import LabError, log
 # may run for long: they change nothing of the lab and take no lock, so that a fault (crash, cut, ...)
 # strikes while they run, as it would on real hosts. Every other command holds the lab's lock: the
 # commands that change the lab run one at a time, and status reads a lab that none is changing.
-UNLOCKED = frozenset({"client", "ssh"})
+UNLOCKED = frozenset({"client", "stranger", "ssh"})
 LOCK = STATE.parent / f".{STATE.name}.lock"
 
 
@@ -139,8 +139,16 @@ def cmd_ssh(args) -> int:
 
 
 def cmd_client(args) -> int:
+    return _in_netns(CLIENT_NS, args.command)
+
+
+def cmd_stranger(args) -> int:
+    return _in_netns(STRANGER_NS, args.command)
+
+
+def _in_netns(netns: str, command: list[str]) -> int:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'lab'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run(["ip", "netns", "exec", CLIENT_NS, *args.command], env=env, check=False).returncode
+    return subprocess.run(["ip", "netns", "exec", netns, *command], env=env, check=False).returncode
 
 
 def cmd_site(args) -> int:
@@ -187,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("client", help="run a command in the client namespace (PYTHONPATH has lab/)").add_argument(
         "command", nargs=argparse.REMAINDER)
+    sub.add_parser("stranger", help="run a command in the stranger namespace: neither host, with an address on the "
+                   "forward and the checkpoint link (PYTHONPATH has lab/)").add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("site", help="bootstrap, up, then ansible-playbook playbooks/site.yml on the lab").add_argument(
         "extra", nargs=argparse.REMAINDER, help="more ansible-playbook arguments")
     args = parser.parse_args(argv)

@@ -24,6 +24,8 @@ FREEZER = Path(f"/sys/fs/cgroup/freezer/colo-lab{_SUFFIX}")
 
 SWITCH_NS = f"colo-lab-sw{_SUFFIX}"
 CLIENT_NS = f"colo-client{_SUFFIX}"
+# A third machine on the forward and checkpoint links (neither host): the firewall tests connect from it.
+STRANGER_NS = f"colo-stranger{_SUFFIX}"
 MGMT_IF = f"colo-lab{INSTANCE}"  # the machine's only added interface: ssh to the hosts
 MGMT_ADDR = f"{NET}.0.1/24"
 
@@ -75,5 +77,6 @@ HOSTS = (Host("colo-a", 11, "colo_primary"), Host("colo-b", 12, "colo_secondary"
 HOSTS_BY_NAME = {host.name: host for host in HOSTS}
 
 CLIENT_ADDR = f"{NET}.1.100/24"
+STRANGER_OCTET = 99  # its address on eth1 and eth2 (the forward and checkpoint links)
 GUEST_ADDR = f"{NET}.1.10"
 GUEST_MAC = "52:54:00:13:01:10"

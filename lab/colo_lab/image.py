@@ -29,7 +29,7 @@ HOST_PACKAGES = (
 )
 # Served to the hosts by the local apt repository, not installed: the roles install them.
 REPO_SUITE = "trixie-backports"  # QEMU >= 11 (trixie's 10.0 is broken for COLO)
-REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "iptables", "openssl",
+REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "iptables", "nftables", "openssl",
                  "python3-pytest", "ansible-core")
 # Installed from that repository into the throw-away roots of `colo-lab chroot` (chroot.py), where
 # the runtime tests (tests/lab/runtime) run QEMU, pytest and, for the one-host playbook of every

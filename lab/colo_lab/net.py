@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import CLIENT_ADDR, CLIENT_NS, HOSTS, LINKS, MGMT_ADDR, MGMT_IF, SWITCH_NS, Host
+from .config import (CLIENT_ADDR, CLIENT_NS, HOSTS, LINKS, LINKS_BY_NAME, MGMT_ADDR, MGMT_IF, STRANGER_NS, STRANGER_OCTET,
+                     SWITCH_NS, Host)
 from .util import LabError, run
 
 
@@ -55,6 +56,19 @@ def ensure_switches() -> None:
         run(["ip", "addr", "add", CLIENT_ADDR, "dev", "eth0"], netns=CLIENT_NS)
     run(["ip", "link", "set", "eth0", "up"], netns=CLIENT_NS)
     _plug("client-eth0", "br-client")
+    _ensure_stranger()
+
+
+def _ensure_stranger() -> None:
+    """STRANGER_NS: a machine that is neither host, with an address on the forward and the checkpoint link."""
+    _add_netns(STRANGER_NS)
+    for name in ("eth1", "eth2"):
+        link = LINKS_BY_NAME[name]
+        if not link_exists(name, STRANGER_NS):
+            _cable(name, STRANGER_NS, f"stranger-{name}", SWITCH_NS)
+            run(["ip", "addr", "add", f"{link.subnet}.{STRANGER_OCTET}/24", "dev", name], netns=STRANGER_NS)
+        run(["ip", "link", "set", name, "up"], netns=STRANGER_NS)
+        _plug(f"stranger-{name}", link.bridge)
 
 
 def _plug(port: str, bridge: str) -> None:
@@ -131,7 +145,7 @@ def port_is_up(port: str) -> bool:
 def teardown() -> None:
     for host in HOSTS:
         drop_host_net(host)
-    for name in (CLIENT_NS, SWITCH_NS):
+    for name in (CLIENT_NS, STRANGER_NS, SWITCH_NS):
         if netns_exists(name):
             run(["ip", "netns", "del", name])
     if link_exists(MGMT_IF):

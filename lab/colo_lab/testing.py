@@ -5,8 +5,11 @@ of the test guest that lives in the lab's client namespace.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import selectors
+import socket
 import subprocess
 import tempfile
 import threading
@@ -48,14 +51,45 @@ def ansible(*argv: str, check: bool = True, timeout: float = 1800, env: dict | N
 
 
 @contextlib.contextmanager
-def client_netns():
-    """Run the body in the client namespace: sockets made here stay there, even after the block."""
-    with open("/proc/thread-self/ns/net") as home, open(f"/run/netns/{CLIENT_NS}") as client:
-        os.setns(client.fileno(), os.CLONE_NEWNET)
+def in_netns(name: str):
+    """Run the body in the lab's network namespace NAME: sockets made here stay there, even after the block."""
+    with open("/proc/thread-self/ns/net") as home, open(f"/run/netns/{name}") as there:
+        os.setns(there.fileno(), os.CLONE_NEWNET)
         try:
             yield
         finally:
             os.setns(home.fileno(), os.CLONE_NEWNET)
+
+
+def client_netns():
+    """Run the body in the client namespace."""
+    return in_netns(CLIENT_NS)
+
+
+def tcp_probe(netns: str, targets: list[tuple[str, int]], timeout: float = 2.0) -> dict[tuple[str, int], str]:
+    """Connect from NETNS to every (address, port) at once: {target: "open", "refused", "dropped" (no answer within
+    timeout) or the error}. The connections are closed again at once."""
+    selector = selectors.DefaultSelector()
+    pending: dict[socket.socket, tuple[str, int]] = {}
+    with in_netns(netns):
+        for target in targets:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect_ex(target)
+            pending[sock] = target
+            selector.register(sock, selectors.EVENT_WRITE)
+    found: dict[tuple[str, int], str] = {}
+    deadline = time.monotonic() + timeout
+    while len(found) < len(pending) and time.monotonic() < deadline:
+        for key, _events in selector.select(max(0.0, deadline - time.monotonic())):
+            error = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            found[pending[key.fileobj]] = {0: "open", errno.ECONNREFUSED: "refused"}.get(error, os.strerror(error))
+            selector.unregister(key.fileobj)
+    for sock, target in pending.items():
+        found.setdefault(target, "dropped")
+        sock.close()
+    selector.close()
+    return found
 
 
 def http_get(path: str, timeout: float = 10) -> str:

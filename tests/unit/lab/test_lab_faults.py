@@ -114,4 +114,4 @@ def test_other_commands_wait_for_the_lock(lab_state, argv):
 
 
 def test_the_unlocked_commands_are_the_ones_that_only_reach_into_the_lab():
-    assert cli.UNLOCKED == {"client", "ssh"}
+    assert cli.UNLOCKED == {"client", "stranger", "ssh"}

@@ -59,8 +59,8 @@ def ensure_protected() -> tuple[str, str]:
 def restart_protected(*extra: str) -> tuple[tuple[str, str], float]:
     """stop.yml, then site.yml with extra arguments (e.g. "-e", "colo_tls=false"): a fresh pair with
     those settings; ((primary, secondary), seconds both playbooks took)."""
-    stop_s, _ = timed_playbook("stop.yml")
-    site_s, _ = timed_playbook("site.yml", *extra)
+    stop_s = timed_playbook("stop.yml")[0]
+    site_s = timed_playbook("site.yml", *extra)[0]
     wait_http()
     return layout(), stop_s + site_s
 

@@ -13,7 +13,7 @@ import time
 
 from colo_lab.config import GUEST_ADDR
 from colo_lab.ledger import LedgerClient
-from colo_lab.testing import client_netns, run_module, wait_http
+from colo_lab.testing import client_netns, run_module
 
 from colo_bench import http, pair, stats
 from colo_bench.sections.checkpoints import KEYS as PAUSE_KEYS
@@ -76,7 +76,7 @@ def run(settings: Settings) -> dict:
     primary, secondary = pair.ensure_protected()
     pair.set_checkpoint_delay(primary, 2000)
     colo = measure_colo(primary, settings)
-    (primary, secondary), _s = pair.restart_protected("-e", "colo_tls=false")
+    primary, secondary = pair.restart_protected("-e", "colo_tls=false")[0]
     cleartext = measure_colo(primary, settings)
     unprotect(primary, secondary)
     plain = measure(settings)

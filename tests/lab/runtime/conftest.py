@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import subprocess
 import tempfile
 import uuid
@@ -120,3 +121,29 @@ def launcher():
             lau.stop(spec, timeout=5)
         except Exception:  # noqa: BLE001 - best effort cleanup
             pass
+
+
+# -- the COLO environment of the sequence tests (colo_env.py) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def env():
+    """colo_env.Env from the environment: network, QEMU user, TLS files; per test module."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from colo_env import Env  # pylint: disable=import-outside-toplevel  # needs the path above
+
+    e = Env.from_environ()
+    os.makedirs(e.work, exist_ok=True)
+    e.net_up()
+    e.user_up()
+    yield e
+    e.net_down()
+
+
+@pytest.fixture
+def vms(env):  # pylint: disable=redefined-outer-name  # the fixture above
+    """Specs of the VMs a test starts; all stopped (and their taps removed) afterwards."""
+    specs = []
+    yield specs
+    for s in specs:
+        env.stop(s)

@@ -17,7 +17,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from colo_env import (  # noqa: E402
     CLIENT_BRIDGE,
     ISOLATED_BRIDGE,
-    Env,
     Prober,
     connect,
     http_get,
@@ -57,25 +56,6 @@ pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 
 SAMPLE_S = 10.0
 MAX_TAKEOVER_S = float(os.environ.get("COLO_RT_MAX_TAKEOVER_S", "60"))
-
-
-@pytest.fixture(scope="module")
-def env():
-    e = Env.from_environ()
-    os.makedirs(e.work, exist_ok=True)
-    e.net_up()
-    e.user_up()
-    yield e
-    e.net_down()
-
-
-@pytest.fixture
-def vms(env):
-    """Specs of the VMs a test starts; all stopped (and their taps removed) afterwards."""
-    specs = []
-    yield specs
-    for s in specs:
-        env.stop(s)
 
 
 def _pair(env, vms, prefix, proxy=True):

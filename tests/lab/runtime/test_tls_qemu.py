@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from colo_env import CLIENT_BRIDGE, ISOLATED_BRIDGE, Env, connect, http_get  # noqa: E402
-from test_colo_sequences import WHY_NOT, env, vms  # noqa: E402,F401  (fixtures)
+from test_colo_sequences import WHY_NOT  # noqa: E402
 
 from colo_lab import x509  # noqa: E402
 
@@ -49,14 +49,14 @@ def _nbd_info(env, spec, tls_dir: str | None) -> subprocess.CompletedProcess[str
     if tls_dir:
         node["tls-creds"] = "t0"
         argv += ["--object", f"tls-creds-x509,id=t0,endpoint=client,dir={tls_dir}"]
-    return subprocess.run([*argv, "json:" + json.dumps(node)], capture_output=True, text=True, timeout=30)
+    return subprocess.run([*argv, "json:" + json.dumps(node)], capture_output=True, text=True, timeout=30, check=False)
 
 
 def _knock(env: Env, spec) -> None:
     """Client->guest traffic with a marker (colo-compare holds the answers until a secondary joins)."""
     if not (env.net and env.has_guest(spec)):
         return
-    for _ in range(3):
+    for _attempt in range(3):
         try:
             http_get("/?secret-marker", timeout=1)
         except (OSError, RuntimeError):

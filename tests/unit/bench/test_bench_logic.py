@@ -112,8 +112,8 @@ def test_cost_table_with_tls_and_cleartext_legs():
     colo = dict(leg, idle_checkpoints=pauses)
     clear = dict(leg, idle_checkpoints=dict(pauses, pause_p50_ms=45.0))
     plain = {k: {kk: (v * 2 if isinstance(v, float) else v) for kk, v in d.items()} for k, d in leg.items()}
-    ratio = {f"{k}_{m}": 0.5 for k in ("http_c1", "http_c8") for m in ("req_per_s", "latency_p50_ms",
-                                                                        "latency_p99_ms")}
+    metrics = ("req_per_s", "latency_p50_ms", "latency_p99_ms")
+    ratio = {f"{k}_{m}": 0.5 for k in ("http_c1", "http_c8") for m in metrics}
     ratio.update({f"ledger_{m}": 0.5 for m in ("writes_per_s", "latency_p50_ms", "latency_p99_ms")})
     res = {"checkpoint_delay_ms": 2000, "colo": colo, "colo_cleartext": clear, "unprotected": plain,
            "colo_over_unprotected": ratio, "cleartext_over_unprotected": ratio, "tls_over_cleartext": ratio}

@@ -102,3 +102,12 @@ def test_readme_block_is_replaced_and_only_it():
 
 def test_the_readme_has_the_block():
     report.update_readme((REPO / "README.md").read_text(), "x")
+
+
+def test_the_readme_section_names_the_plot_without_linking_it():
+    # README ships in the built collection, bench/results/ does not: no image link into it.
+    results, run = _results()
+    summary = report.render(results, run)
+    assert f"]({report.PLOT})" in summary  # summary.md sits beside the plot
+    section = report.readme_section(summary)
+    assert "](" not in section and f"`bench/results/{report.PLOT}`" in section

@@ -73,8 +73,8 @@ def test_the_tarball_holds_what_a_user_runs_and_nothing_else(package):
     assert roles and {f"roles/{r}/tasks/main.yml" for r in roles} <= files
     manifest = json.loads((package["root"] / "MANIFEST.json").read_text())["collection_info"]
     assert manifest["dependencies"] == {}, "a dependency would need Galaxy, which a user may not reach"
-    assert not any("example" in str(manifest.get(key) or "") for key in ("repository", "homepage", "issues",
-                                                                           "documentation", "authors"))
+    metadata = ("repository", "homepage", "issues", "documentation", "authors")
+    assert not any("example" in str(manifest.get(key) or "") for key in metadata), "placeholder metadata"
 
 
 def test_links_in_the_shipped_docs_resolve_in_the_install(package):

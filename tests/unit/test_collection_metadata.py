@@ -49,7 +49,7 @@ def listed_as_new(release: dict, section: str) -> set[str]:
     return {entry["name"] for entry in entries or []}
 
 
-@pytest.mark.parametrize(("section", "name", "version_added"), documented(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("section", "name", "version_added"), documented(), ids=str)
 def test_the_changelog_lists_it_as_new_in_its_version_added(section, name, version_added):
     assert str(version_added) in RELEASES, (
         f"{name} says version_added {version_added}, which the changelog has no release of; after adding plugins "

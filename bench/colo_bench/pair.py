@@ -56,6 +56,15 @@ def ensure_protected() -> tuple[str, str]:
     return layout()
 
 
+def restart_protected(*extra: str) -> tuple[tuple[str, str], float]:
+    """stop.yml, then site.yml with extra arguments (e.g. "-e", "colo_tls=false"): a fresh pair with
+    those settings; ((primary, secondary), seconds both playbooks took)."""
+    stop_s, _ = timed_playbook("stop.yml")
+    site_s, _ = timed_playbook("site.yml", *extra)
+    wait_http()
+    return layout(), stop_s + site_s
+
+
 def set_checkpoint_delay(primary: str, delay_ms: int) -> None:
     args = {"name": VM, "state": "protected", "checkpoint_delay_ms": delay_ms}
     rc, results = run_module(primary, "colo.ft.checkpoint", args)

@@ -61,20 +61,35 @@ def failover_table(res: dict) -> list[str]:
 
 def cost_table(res: dict) -> list[str]:
     colo, plain, r = res["colo"], res["unprotected"], res["colo_over_unprotected"]
+    clear = res.get("colo_cleartext")  # results from before TLS have no cleartext leg
+    head = ["", "unprotected", "COLO (TLS)", "COLO / unprotected"]
+    if clear:
+        head += ["COLO cleartext", "cleartext / unprotected"]
     out = [f"**Cost of protection**: the same guest on the same host, under COLO (checkpoint delay "
-           f"{res['checkpoint_delay_ms']} ms) and unprotected, {_num(colo['http_c1']['seconds'], 0)} s each.", "",
-           _row("", "unprotected", "COLO", "COLO / unprotected"), _row("---", "---:", "---:", "---:")]
+           f"{res['checkpoint_delay_ms']} ms) with TLS on every COLO channel (the default), in cleartext "
+           f"(colo_tls=false) and unprotected, {_num(colo['http_c1']['seconds'], 0)} s each.", "",
+           _row(*head), _row("---", *["---:"] * (len(head) - 1))]
+
+    def row(label: str, section: str, k: str, unit: str, rkey: str) -> str:
+        cells = [label, f"{_num(plain[section][k])}{unit}", f"{_num(colo[section][k])}{unit}", _num(r[rkey])]
+        if clear:
+            cells += [f"{_num(clear[section][k])}{unit}", _num(res["cleartext_over_unprotected"][rkey])]
+        return _row(*cells)
+
     for c in (1, 8):
         key = f"http_c{c}"
         for label, k, unit in (("HTTP requests/s", "req_per_s", ""), ("HTTP latency p50", "latency_p50_ms", " ms"),
                                ("HTTP latency p99", "latency_p99_ms", " ms")):
-            out.append(_row(f"{label}, {c} client{'s' if c > 1 else ''}", f"{_num(plain[key][k])}{unit}",
-                            f"{_num(colo[key][k])}{unit}", _num(r[f'{key}_{k}'])))
+            out.append(row(f"{label}, {c} client{'s' if c > 1 else ''}", key, k, unit, f"{key}_{k}"))
     for label, k, unit in (("durable ledger writes/s, 1 connection", "writes_per_s", ""),
                            ("ledger write latency p50", "latency_p50_ms", " ms"),
                            ("ledger write latency p99", "latency_p99_ms", " ms")):
-        out.append(_row(label, f"{_num(plain['ledger'][k])}{unit}", f"{_num(colo['ledger'][k])}{unit}",
-                        _num(r[f'ledger_{k}'])))
+        out.append(row(label, "ledger", k, unit, f"ledger_{k}"))
+    if clear:
+        t, c = colo["idle_checkpoints"], clear["idle_checkpoints"]
+        out += ["", f"Idle checkpoint pause p50 / p99: TLS {_num(t['pause_p50_ms'], 0)} / "
+                    f"{_num(t['pause_p99_ms'], 0)} ms, cleartext {_num(c['pause_p50_ms'], 0)} / "
+                    f"{_num(c['pause_p99_ms'], 0)} ms ({t['checkpoints']} and {c['checkpoints']} checkpoints)."]
     return out
 
 

@@ -29,12 +29,12 @@ HOST_PACKAGES = (
 )
 # Served to the hosts by the local apt repository, not installed: the roles install them.
 REPO_SUITE = "trixie-backports"  # QEMU >= 11 (trixie's 10.0 is broken for COLO)
-REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "iptables", "python3-pytest",
-                 "ansible-core")
+REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "iptables", "openssl",
+                 "python3-pytest", "ansible-core")
 # Installed from that repository into the throw-away roots of `colo-lab chroot` (chroot.py), where
 # the runtime tests (tests/lab/runtime) run QEMU, pytest and, for the one-host playbook of every
 # module, Debian's ansible-core.
-ROOT_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "python3-pytest", "ansible-core")
+ROOT_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "python3-pytest", "ansible-core", "openssl")
 
 RECIPE_VERSION = 2  # bump when the build steps below change meaning
 

@@ -143,6 +143,14 @@ options:
   hidden_disk:
     description: Secondary only. The hidden overlay; default C(hidden.qcow2) in the VM's state directory.
     type: path
+  tls_dir:
+    description:
+      - Directory of this host's x509 files in QEMU's layout (C(ca-cert.pem), C(server-cert.pem), C(server-key.pem),
+        C(client-cert.pem), C(client-key.pem)). Set, every COLO channel is TLS with both ends' certificates
+        checked against the CA (migration, the NBD export and its clients, the proxy's mirror and compare sockets).
+      - Unset, the channels are cleartext and open to anyone who reaches the ports; the roles set it
+        (C(colo_tls), on by default).
+    type: path
   checkpoint_delay_ms:
     description:
       - Milliseconds between periodic checkpoints (C(x-checkpoint-delay); QEMU's own default is 20000), 1 to
@@ -160,6 +168,15 @@ options:
     description: QEMU system emulator to run (name in E(PATH) or absolute path).
     type: str
     default: qemu-system-x86_64
+  qemu_user:
+    description:
+      - System user QEMU drops root to (C(-run-with user=)) once it has opened its tap, disk and sockets; the
+        user must exist (the colo_host role creates C(colo-qemu)). Unset, QEMU stays root.
+      - At start the disk image and a secondary's overlays are given to this user (QEMU reopens them by name
+        later), and its group may traverse the state directory; every directory above them must be searchable
+        by it, or the start is refused before anything changes.
+      - QEMU always runs under its seccomp sandbox (C(-sandbox on)); see the README, Confined QEMU.
+    type: str
   extra_args:
     description: Extra QEMU arguments, one list element per argv element, appended to the command line.
     type: list

@@ -29,7 +29,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoErr
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Plan
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec, check_locator
 from ansible_collections.colo.ft.plugins.module_utils.dict_options import validated_subset
 
 # Module option -> VMSpec field, where the names differ.
@@ -79,15 +79,18 @@ VM_SPEC_ARGS: dict[str, dict[str, Any]] = {
     "nbd_port": {"type": "int"},
     "active_disk": {"type": "path"},
     "hidden_disk": {"type": "path"},
+    "tls_dir": {"type": "path"},
     "checkpoint_delay_ms": {"type": "int", "default": VMSpec.__dataclass_fields__["checkpoint_delay_ms"].default},
     "reconnect_ms": {"type": "int", "default": VMSpec.__dataclass_fields__["reconnect_ms"].default},
     **COMPARE_ARGS,
     "qemu_binary": {"type": "str", "default": "qemu-system-x86_64"},
+    "qemu_user": {"type": "str"},
     "extra_args": {"type": "list", "elements": "str", "default": []},
 }
 
 # Options that place a VM on a host (the roles set them per host); the other VM_SPEC_ARGS describe the guest.
-PLACEMENT_ARGS = ("bridge", "tap", "forward_address", "checkpoint_address", "active_disk", "hidden_disk")
+PLACEMENT_ARGS = ("bridge", "tap", "forward_address", "checkpoint_address", "active_disk", "hidden_disk", "tls_dir",
+                  "qemu_user")
 # A guest option given directly and in the `vm` dict at once is refused (mutually_exclusive).
 GUEST_ARGS = tuple(k for k in VM_SPEC_ARGS if k not in PLACEMENT_ARGS)
 
@@ -134,7 +137,9 @@ def spec_from_vm_dict(vm: dict[str, Any], label: str = "vm") -> VMSpec:
 
 
 def stub_spec(name: str, state_root: str = STATE_ROOT) -> VMSpec:
-    """A spec that only locates a VM's state directory (nothing else is valid)."""
+    """A spec that only locates a VM's state directory (nothing else is valid); InvalidSpec when
+    name or state_root cannot name one."""
+    check_locator(name, state_root)
     return VMSpec(name=name, disk="", mac="", state_root=state_root)
 
 

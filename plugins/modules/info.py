@@ -136,6 +136,8 @@ vms:
       pause_p99_ms: 140.3
       pause_max_ms: 140.3
       replication: attached
+      tls: true
+      tls_dir: /etc/colo-ft/tls
       pid: 1234
   contains:
     role:
@@ -196,6 +198,13 @@ vms:
       type: dict
     qemu_version:
       description: Version of the running QEMU.
+      type: str
+    tls:
+      description: Whether the running QEMU holds the TLS credentials, so that its COLO channels (migration, NBD,
+        the proxy's sockets) are TLS with both ends' certificates checked; V(false) means cleartext.
+      type: bool
+    tls_dir:
+      description: The x509 directory the VM was started with (its record); V(null) without TLS.
       type: str
     error:
       description: Why the VM could not be queried (its other fields are then partial).

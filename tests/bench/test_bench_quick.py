@@ -60,9 +60,12 @@ def test_soak_loses_nothing(results):
 
 def test_protection_costs_and_checkpoints_were_measured(results):
     cost = results["cost"]
-    for side in ("colo", "unprotected"):
+    for side in ("colo", "colo_cleartext", "unprotected"):
         assert cost[side]["http_c1"]["req_per_s"] > 0 and cost[side]["ledger"]["writes"] > 0
     assert cost["colo_over_unprotected"]["http_c8_req_per_s"] > 0
+    assert cost["tls_over_cleartext"]["http_c8_req_per_s"] > 0
+    for side in ("colo", "colo_cleartext"):  # both legs checkpointed while idle
+        assert cost[side]["idle_checkpoints"]["checkpoints"] > 0
     rows = results["checkpoints"]["rows"]
     assert [r["delay_ms"] for r in rows] == [500, 2000, 5000]
     # A shorter delay checkpoints more often when idle.

@@ -17,7 +17,18 @@ import json
 import time
 
 import pytest
-from colo_lab.testing import ClientLoad, ansible, http_get, lab_cmd, recap, record_metric, run_module, vm_info, wait_http
+from colo_lab.testing import (
+    ClientLoad,
+    ansible,
+    http_get,
+    lab_cmd,
+    on_host,
+    recap,
+    record_metric,
+    run_module,
+    vm_info,
+    wait_http,
+)
 
 pytestmark = pytest.mark.usefixtures("lab")
 
@@ -32,10 +43,26 @@ def assert_protected(primary: str, secondary: str) -> None:
     assert vms[primary]["guest0"]["mode"] == "primary", vms
     assert vms[secondary]["guest0"]["mode"] == "secondary", vms
     assert vms[primary]["guest0"]["replication"] == "attached"
+    assert vms[primary]["guest0"]["tls"] is True and vms[secondary]["guest0"]["tls"] is True, "COLO without TLS"
     assert vms[primary]["guest0"]["checkpoints"] > 0, "no checkpoint in 4 s"
     record_metric("checkpoint_pause_p50_ms", vms[primary]["guest0"]["pause_p50_ms"])
     record_metric("checkpoint_pause_max_ms", vms[primary]["guest0"]["pause_max_ms"])
     assert "colo.ft test guest" in http_get("/")
+
+
+def assert_confined(host: str, pid: int) -> None:
+    """guest0's QEMU on host: seccomp filter on, no new privileges, running as colo-qemu, in a hardened unit."""
+    status = dict(line.split(":\t", 1) for line in
+                  on_host(host, f"cat /proc/{pid}/status").stdout.splitlines() if ":\t" in line)
+    uid = on_host(host, "id -u colo-qemu").stdout.strip()
+    assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "1", status
+    assert status["Uid"].split() == [uid] * 4, status
+    unit = dict(line.split("=", 1) for line in on_host(
+        host, "systemctl show colo-ft-guest0.service -p ProtectSystem -p ProtectHome -p PrivateTmp "
+              "-p NoNewPrivileges -p DevicePolicy -p ReadWritePaths").stdout.splitlines())
+    assert unit["ProtectSystem"] == "strict" and unit["ProtectHome"] == "yes" and unit["PrivateTmp"] == "yes", unit
+    assert unit["NoNewPrivileges"] == "yes" and unit["DevicePolicy"] == "closed", unit
+    assert "/run/colo-ft/guest0" in unit["ReadWritePaths"].split(), unit
 
 
 def crash_and_fail_over(dead: str, survivor: str, tag: str, *extra: str) -> None:
@@ -70,6 +97,7 @@ def restart_and_reprotect(repaired: str, survivor: str, tag: str, *extra: str) -
     assert not load.errors and load.lost() == []
     load.held.ping()
     assert_protected(survivor, repaired)
+    assert_confined(repaired, vm_info()[repaired]["guest0"]["pid"])
 
 
 def test_site_protects_the_guest():
@@ -78,6 +106,11 @@ def test_site_protects_the_guest():
     record_metric("site_playbook_s", round(time.monotonic() - started, 2))
     wait_http()
     assert_protected("colo-a", "colo-b")
+
+
+def test_qemu_runs_confined():
+    for host, vms in vm_info().items():
+        assert_confined(host, vms["guest0"]["pid"])
 
 
 def test_site_rerun_and_check_mode_change_nothing():

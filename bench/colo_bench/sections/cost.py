@@ -1,8 +1,11 @@
-"""What protection costs while nothing fails: the same guest unprotected and under COLO, one run.
+"""What protection costs while nothing fails: the same guest unprotected, under COLO with TLS (the
+default) and under COLO in cleartext, one run.
 
-Under COLO first (the pair as site.yml leaves it), then protection is stopped (secondary VM stopped,
-colo.ft.checkpoint state=unprotected on the primary: the guest keeps running alone on the same host)
-and measured again, then site.yml protects it again.
+Under COLO first (the pair as site.yml leaves it, TLS on every channel), then the pair is restarted
+with colo_tls=false (stop.yml, site.yml) and measured again, then protection is stopped (secondary VM
+stopped, colo.ft.checkpoint state=unprotected on the primary: the guest keeps running alone on the same
+host) and measured again; stop.yml and site.yml leave a protected pair with TLS behind.
+Each COLO leg also samples the idle checkpoint pauses, so TLS's cost shows per checkpoint too.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from colo_lab.ledger import LedgerClient
 from colo_lab.testing import client_netns, run_module, wait_http
 
 from colo_bench import http, pair, stats
+from colo_bench.sections.checkpoints import KEYS as PAUSE_KEYS
 from colo_bench.settings import Settings
 
 CONCURRENCY = (1, 8)
@@ -43,6 +47,12 @@ def measure(settings: Settings) -> dict:
     return out
 
 
+def measure_colo(primary: str, settings: Settings) -> dict:
+    """measure() under COLO, and the idle checkpoints before it (colo.ft.info's sample on the primary)."""
+    info = pair.sample(primary, settings.sample_seconds(2000))
+    return {"idle_checkpoints": {k: info[k] for k in PAUSE_KEYS}, **measure(settings)}
+
+
 def unprotect(primary: str, secondary: str) -> None:
     rc, results = run_module(secondary, "colo.ft.vm", {"name": pair.VM, "state": "stopped"})
     assert rc == 0, results
@@ -65,11 +75,12 @@ def ratios(colo: dict, plain: dict) -> dict:
 def run(settings: Settings) -> dict:
     primary, secondary = pair.ensure_protected()
     pair.set_checkpoint_delay(primary, 2000)
-    colo = measure(settings)
+    colo = measure_colo(primary, settings)
+    (primary, secondary), _s = pair.restart_protected("-e", "colo_tls=false")
+    cleartext = measure_colo(primary, settings)
     unprotect(primary, secondary)
     plain = measure(settings)
-    reprotect_s, _counts = pair.timed_playbook("site.yml")
-    wait_http()
-    pair.layout()
-    return {"checkpoint_delay_ms": 2000, "colo": colo, "unprotected": plain,
-            "colo_over_unprotected": ratios(colo, plain), "site_reprotect_s": round(reprotect_s, 2)}
+    restore_s = pair.restart_protected()[1]
+    return {"checkpoint_delay_ms": 2000, "colo": colo, "colo_cleartext": cleartext, "unprotected": plain,
+            "colo_over_unprotected": ratios(colo, plain), "cleartext_over_unprotected": ratios(cleartext, plain),
+            "tls_over_cleartext": ratios(colo, cleartext), "restore_s": round(restore_s, 2)}

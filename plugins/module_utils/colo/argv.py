@@ -41,7 +41,7 @@ def qemu_argv(spec: VMSpec, role: str, paused: bool = False, daemonize: bool = F
     primary_objects() when protecting.
     """
     # devices renders its options with opt() from here: imported when called, not at load (cycle).
-    from ansible_collections.colo.ft.plugins.module_utils.colo import devices  # pylint: disable=import-outside-toplevel
+    from ansible_collections.colo.ft.plugins.module_utils.colo import confine, devices  # pylint: disable=import-outside-toplevel
 
     spec.validate(role)
     argv = [
@@ -61,6 +61,7 @@ def qemu_argv(spec: VMSpec, role: str, paused: bool = False, daemonize: bool = F
         "-qmp", f"unix:{opt(spec.qmp_path)},server=on,wait=off",
         "-serial", f"file:{opt(spec.serial_path)}",
         "-pidfile", spec.pid_path,
+        *confine.qemu_args(spec, daemonize),
     ]
     if spec.boot == "kernel":
         argv += ["-kernel", spec.kernel]  # type: ignore[list-item]  # validated
@@ -78,6 +79,9 @@ def qemu_argv(spec: VMSpec, role: str, paused: bool = False, daemonize: bool = F
              "-device", f"{spec.nic_model},id={NIC_ID},netdev={NETDEV_ID},mac={spec.mac.lower()},romfile="]
 
     img = opt(spec.disk)
+    if role in ("primary", "secondary"):
+        for o in devices.tls_objects(spec):
+            argv += ["-object", o.cli()]
     if role == "plain":
         argv += ["-drive", f"if=none,id={DISK_ID},driver={spec.disk_format},file.filename={img}"]
     elif role == "primary":

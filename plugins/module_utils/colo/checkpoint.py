@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import proxy, replication, state
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import tls_creds
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPConnectionError, QMPError, QMPTimeout
 from ansible_collections.colo.ft.plugins.module_utils.colo.migration import (
     check_version,
@@ -23,6 +24,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.migration import (
     lost_heartbeat,
     plan_capabilities,
     plan_delay,
+    plan_tls,
     wait_colo,
     wait_running,
 )
@@ -107,6 +109,7 @@ def plan_ready(st: VMState, role: str | None, host: str | None, nbd_port: int = 
                         "(start it with colo.ft.vm role=secondary)")
     out.warnings += check_version(st.version, allow_unsupported)
     plan_capabilities(out, st)
+    plan_tls(out, st, tls_creds(st.objects, "server"))
     replication.plan_export(out, st, host, nbd_port)
     if not st.migration.get("socket-address"):  # -incoming defer and not listening yet
         uri = f"tcp:{replication.uri_host(host)}:{migration_port}"
@@ -164,12 +167,14 @@ def plan_protect(st: VMState, spec: VMSpec, host: str | None, timeout: float = 6
     out.add(lambda qmp: _listen(qmp, pauses))
     if not boot:
         replication.plan_resync(out, st, host, spec.nbd_port,
-                                lambda qmp: _resync(qmp, out.result, host, spec, timeout, progress))
+                                lambda qmp: _resync(qmp, out.result, host, spec, timeout, progress,
+                                                    tls_creds(st.objects, "client")))
     replication.plan_attach(out, st, host, spec.nbd_port)
     if add_proxy:
         proxy.plan_add(out, st, *proxy.definitions(spec, "primary"))
     plan_capabilities(out, st)
     plan_delay(out, st, spec.checkpoint_delay_ms)
+    plan_tls(out, st, tls_creds(st.objects, "client"))
     uri = f"tcp:{replication.uri_host(host)}:{spec.migration_port}"
     out.add(lambda qmp: _migrate(qmp, out.result, uri, timeout, host, pauses[0]), f"migrate {uri}")
     out.undo = lambda qmp: _undo_protect(qmp, st.running, add_proxy and "comp0" not in st.objects, pauses)
@@ -182,12 +187,12 @@ def _listen(qmp: QMPClient, into: list[EventListener]) -> list[str]:
 
 
 def _resync(qmp: QMPClient, res: ProtectResult, host: str, spec: VMSpec, timeout: float,
-            progress: replication.Progress | None) -> list[str]:
+            progress: replication.Progress | None, tls: str | None) -> list[str]:
     t = time.monotonic()
     try:
-        done = replication.resync(qmp, host, spec.nbd_port, timeout=timeout, progress=progress)
+        done = replication.resync(qmp, host, spec.nbd_port, timeout=timeout, progress=progress, tls=tls)
     except QMPError as exc:
-        raise ColoError(f"resync to {replication.nbd_uri(host, spec.nbd_port, replication.EXPORT)} "
+        raise ColoError(f"resync to {replication.nbd_uri(host, spec.nbd_port, replication.EXPORT, tls)} "
                         f"failed: {exc.desc}; {SECONDARY_HINT.format(addr=host)}") from None
     res.resync_s = time.monotonic() - t
     return done

@@ -20,6 +20,11 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.vm import COMPARE_ID,
 FILTER_TYPES: tuple[str, ...] = ("filter-mirror", "filter-redirector", "filter-rewriter")
 PROXY_QOM_TYPES: tuple[str, ...] = ("colo-compare", *FILTER_TYPES, "iothread")
 
+# x509 credentials of every COLO channel: each QEMU gets both ends, since a failover swaps the roles
+# (the secondary's servers become the new primary's clients and the other way round).
+TLS_SERVER = "colo-tls-server"
+TLS_CLIENT = "colo-tls-client"
+
 
 @dataclass(frozen=True)
 class ChardevDef:
@@ -31,6 +36,7 @@ class ChardevDef:
     path: str | None = None
     server: bool = False
     reconnect_ms: int | None = None
+    tls_creds: str | None = None  # TLS_SERVER or TLS_CLIENT (TCP only)
 
     def cli(self) -> str:
         parts = [f"socket,id={self.id}"]
@@ -38,6 +44,8 @@ class ChardevDef:
             parts.append(f"path={opt(self.path)}")
         else:
             parts.append(f"host={self.host},port={self.port}")
+        if self.tls_creds:
+            parts.append(f"tls-creds={self.tls_creds}")
         if self.server:
             parts.append("server=on,wait=off")  # never block QEMU start on the peer
         if self.reconnect_ms:
@@ -51,6 +59,8 @@ class ChardevDef:
         else:
             addr = {"type": "inet", "data": {"host": self.host, "port": str(self.port)}}
         data: dict[str, Any] = {"addr": addr, "server": self.server}
+        if self.tls_creds:
+            data["tls-creds"] = self.tls_creds
         if self.server:
             data["wait"] = False
         if self.reconnect_ms:
@@ -77,17 +87,44 @@ class ObjectDef:
         return {"qom-type": self.qom_type, "id": self.id, **dict(self.props), **extra}
 
 
+def tls_objects(spec: VMSpec) -> list[ObjectDef]:
+    """The server and client credentials from spec.tls_dir ([] without TLS).
+
+    The server checks the client's certificate (verify-peer), the client the server's
+    certificate and that it names the address it connected to (docs/security.md).
+    """
+    if not spec.tls_dir:
+        return []
+    return [ObjectDef("tls-creds-x509", TLS_SERVER, (("endpoint", "server"), ("dir", spec.tls_dir),
+                                                     ("verify-peer", True))),
+            ObjectDef("tls-creds-x509", TLS_CLIENT, (("endpoint", "client"), ("dir", spec.tls_dir)))]
+
+
+def tls_creds(objects: dict[str, str] | VMSpec, endpoint: str) -> str | None:
+    """The credentials id for one end ("server"/"client") if this VM uses TLS, else None.
+
+    objects: a running VM's {id: QOM type} (state.VMState.objects), or the spec it is started from.
+    """
+    has = bool(objects.tls_dir) if isinstance(objects, VMSpec) else objects.get(TLS_SERVER) == "tls-creds-x509"
+    if not has:
+        return None
+    return TLS_SERVER if endpoint == "server" else TLS_CLIENT
+
+
 def primary_chardevs(spec: VMSpec) -> list[ChardevDef]:
     """Chardevs of a primary: mirror0/compare1 on the forward link, two loopback pairs.
 
     The loopback pairs (compare0/compare0-0, compare_out/compare_out0) are unix
-    sockets in the VM's state directory instead of 127.0.0.1 ports: nothing to
-    allocate per VM and nothing reachable over the network.
+    sockets in the VM's qemu_dir instead of 127.0.0.1 ports: nothing to
+    allocate per VM and nothing reachable over the network (qemu_dir: a failover
+    hot-adds them after QEMU dropped root).
     """
-    sd = spec.state_dir
+    sd = spec.qemu_dir
     return [
-        ChardevDef("mirror0", host=spec.forward_addr, port=spec.mirror_port, server=True),
-        ChardevDef("compare1", host=spec.forward_addr, port=spec.compare_port, server=True),
+        ChardevDef("mirror0", host=spec.forward_addr, port=spec.mirror_port, server=True,
+                   tls_creds=tls_creds(spec, "server")),
+        ChardevDef("compare1", host=spec.forward_addr, port=spec.compare_port, server=True,
+                   tls_creds=tls_creds(spec, "server")),
         ChardevDef("compare0", path=os.path.join(sd, "compare0.sock"), server=True),
         ChardevDef("compare0-0", path=os.path.join(sd, "compare0.sock")),
         ChardevDef("compare_out", path=os.path.join(sd, "compare_out.sock"), server=True),
@@ -119,8 +156,10 @@ def compare_props(spec: VMSpec) -> tuple[tuple[str, Any], ...]:
 
 def secondary_chardevs(spec: VMSpec) -> list[ChardevDef]:
     return [
-        ChardevDef("red0", host=spec.forward_addr, port=spec.mirror_port, reconnect_ms=spec.reconnect_ms),
-        ChardevDef("red1", host=spec.forward_addr, port=spec.compare_port, reconnect_ms=spec.reconnect_ms),
+        ChardevDef("red0", host=spec.forward_addr, port=spec.mirror_port, reconnect_ms=spec.reconnect_ms,
+                   tls_creds=tls_creds(spec, "client")),
+        ChardevDef("red1", host=spec.forward_addr, port=spec.compare_port, reconnect_ms=spec.reconnect_ms,
+                   tls_creds=tls_creds(spec, "client")),
     ]
 
 
@@ -133,11 +172,19 @@ def secondary_objects(spec: VMSpec) -> list[ObjectDef]:
     ]
 
 
-def replication_node(host: str, port: int) -> dict[str, Any]:
+def nbd_node(host: str, port: int, tls: str | None = None) -> dict[str, Any]:
+    """Block node options of an NBD client of the secondary's export (tls: client credentials id)."""
+    node: dict[str, Any] = {"driver": "nbd", "server": {"type": "inet", "host": host, "port": str(port)},
+                            "export": PARENT_ID}
+    if tls:
+        node["tls-creds"] = tls
+    return node
+
+
+def replication_node(host: str, port: int, tls: str | None = None) -> dict[str, Any]:
     """QMP blockdev-add arguments for the primary's replication child: NBD to the secondary's export."""
     return {"driver": "replication", "mode": "primary", "node-name": REPLICATION_NODE,
-            "file": {"driver": "nbd", "server": {"type": "inet", "host": host, "port": str(port)},
-                     "export": PARENT_ID}}
+            "file": nbd_node(host, port, tls)}
 
 
 def replication_blockdev(spec: VMSpec, secondary_checkpoint_addr: str | None = None) -> dict[str, Any]:
@@ -145,4 +192,4 @@ def replication_blockdev(spec: VMSpec, secondary_checkpoint_addr: str | None = N
     host = secondary_checkpoint_addr or spec.checkpoint_addr
     if not host:
         raise InvalidSpec("checkpoint_addr (the secondary's checkpoint-link address) is required")
-    return replication_node(host, spec.nbd_port)
+    return replication_node(host, spec.nbd_port, tls_creds(spec, "client"))

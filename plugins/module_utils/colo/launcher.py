@@ -21,7 +21,7 @@ import subprocess
 import time
 from typing import Any
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import host, proc, process
+from ansible_collections.colo.ft.plugins.module_utils.colo import confine, host, proc, process
 from ansible_collections.colo.ft.plugins.module_utils.colo.argv import opt, qemu_argv
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
     ColoError,
@@ -40,10 +40,10 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.records import (
     read_record,
     write_json,
 )
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import ROLES, STATE_ROOT, VMSpec
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import ROLES, STATE_ROOT, VMSpec, check_locator
 
 # Files of a state directory removed when the VM is found dead or stopped.
-_RUNTIME_FILES = ("qmp.sock", "qemu.pid", "compare0.sock", "compare_out.sock")
+_RUNTIME_FILES = ("qmp.sock", "qemu.pid", "qemu/compare0.sock", "qemu/compare_out.sock")
 
 
 class Launcher:
@@ -95,14 +95,18 @@ class Launcher:
         """THE lookup of a VM known only by name: its spec, its record (spec.json) and its status.
 
         LaunchError when no VM of that name was started under state_root; InvalidSpec when the
-        recorded spec is not a valid description any more.
+        recorded spec is not a valid description any more; InvalidSpec when name or state_root cannot
+        name a state directory (e.g. '../x').
         """
+        check_locator(name, state_root)
         record = read_record(os.path.join(state_root, name))
         if not record or "spec" not in record:
             raise LaunchError(
                 f"no VM {name!r} was started on this host (no {os.path.join(state_root, name, 'spec.json')}); "
                 "start it with colo.ft.vm first (or set state_root)")
         spec = VMSpec.from_dict(record["spec"])
+        if spec.name != name:
+            raise InvalidSpec(f"{os.path.join(state_root, name, 'spec.json')} describes VM {spec.name!r}, not {name!r}")
         return spec, record, self.status(spec)
 
     def _find_pid(self, spec: VMSpec) -> int | None:
@@ -142,9 +146,11 @@ class Launcher:
         self._cleanup(spec)  # stale socket, pidfile or unit of a VM that is gone
 
         host.check_ports_free(spec, role)
+        owner = confine.check_user(spec, role)
         self._prepare_state_dir(spec)
         if role == "secondary":
             host.create_overlays(spec, self.qemu_img)
+        confine.hand_over(spec, role, owner)
         host.plumb_tap(spec)
         write_json(spec.spec_path, {
             "spec": spec.to_dict(), "role": role, "paused": paused, "proxy": proxy, "argv": argv, "manager": self.manager,
@@ -211,6 +217,7 @@ class Launcher:
             f"--property=StandardOutput=append:{spec.log_path}",
             f"--property=StandardError=append:{spec.log_path}",
             "--property=TimeoutStopSec=30",
+            *(f"--property={p}" for p in confine.unit_properties(spec, role)),
             "--", *argv,
         ]
         out = proc.run(cmd, timeout=self.start_timeout)

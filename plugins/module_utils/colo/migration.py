@@ -68,6 +68,15 @@ def plan_delay(out: Plan, st: VMState, checkpoint_delay_ms: int) -> None:
         out.add(send("migrate-set-parameters", {"x-checkpoint-delay": checkpoint_delay_ms}, text), text)
 
 
+def plan_tls(out: Plan, st: VMState, creds: str | None) -> None:
+    """tls-creds of the migration: the server end on a secondary, the client end on a primary
+    ("" = cleartext). A failover swaps the ends, so it is set before every migration."""
+    want = creds or ""
+    if st.params.get("tls-creds", "") != want:
+        text = f"migrate-set-parameters tls-creds={want or '(none)'}"
+        out.add(send("migrate-set-parameters", {"tls-creds": want}, text), text)
+
+
 # -- state ---------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from a VMState which of them a task needs (colo.ft.replication, protect).
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoErr
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Action, Plan, require_role
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp_events import EventListener
-from ansible_collections.colo.ft.plugins.module_utils.colo.devices import replication_node
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import nbd_node, replication_node, tls_creds
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import DISK_ID, PARENT_ID, REPLICATION_NODE
 
 if TYPE_CHECKING:  # state.py reads the replication node through this module
@@ -86,14 +87,18 @@ def nbd_exports(qmp: QMPClient) -> list[str]:
     return [e["id"] for e in qmp.execute("query-block-exports") if e.get("type") == "nbd"]
 
 
-def ensure_nbd_export(qmp: QMPClient, host: str, port: int = NBD_PORT, device: str = EXPORT) -> list[str]:
-    """NBD server on the checkpoint address only, exporting device writable."""
+def ensure_nbd_export(qmp: QMPClient, host: str, port: int = NBD_PORT, device: str = EXPORT,
+                      tls: str | None = None) -> list[str]:
+    """NBD server on the checkpoint address only, exporting device writable (tls: server credentials id)."""
     if device in nbd_exports(qmp):
         return []
     done: list[str] = []
+    args: dict[str, Any] = {"addr": {"type": "inet", "data": {"host": host, "port": str(port)}}}
+    if tls:
+        args["tls-creds"] = tls
     try:
-        qmp.execute("nbd-server-start", {"addr": {"type": "inet", "data": {"host": host, "port": str(port)}}})
-        done.append(f"nbd-server-start {host}:{port}")
+        qmp.execute("nbd-server-start", args)
+        done.append(_server_text(host, port, tls))
     except QMPError as exc:
         # QEMU has no query for the server: "already running" is the only state we get.
         if "already running" not in exc.desc:
@@ -124,8 +129,13 @@ def uri_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def nbd_uri(host: str, port: int, export: str) -> str:
-    return f"nbd://{uri_host(host)}:{port}/{export}"
+def nbd_uri(host: str, port: int, export: str, tls: str | None = None) -> str:
+    """The export as a URI in messages (QEMU's nbd+tls form; resync() opens it by options)."""
+    return f"nbd{'+tls' if tls else ''}://{uri_host(host)}:{port}/{export}"
+
+
+def _server_text(host: str, port: int, tls: str | None) -> str:
+    return f"nbd-server-start {host}:{port}" + (f" tls-creds={tls}" if tls else "")
 
 
 def _job(qmp: QMPClient, job_id: str) -> dict[str, Any] | None:
@@ -152,6 +162,7 @@ def resync(
     node: str = NODE,
     timeout: float = 3600.0,
     progress: Progress | None = None,
+    tls: str | None = None,
 ) -> list[str]:
     """Copy the primary's disk to the secondary's NBD export and stop the guest.
 
@@ -169,13 +180,14 @@ def resync(
                 {
                     "device": disk,
                     "job-id": JOB,
-                    "target": nbd_uri(host, port, export),
+                    # Options (json:), as a URI cannot carry tls-creds; the raw format is in them.
+                    "target": "json:" + json.dumps({"driver": "raw",
+                                                    "file": {**nbd_node(host, port, tls), "export": export}}),
                     "mode": "existing",
-                    "format": "raw",
                     "sync": "full",
                 },
             )
-            done.append(f"drive-mirror {disk} -> {nbd_uri(host, port, export)}")
+            done.append(f"drive-mirror {disk} -> {nbd_uri(host, port, export, tls)}")
         deadline = time.monotonic() + timeout
         while True:
             job = _job(qmp, JOB)
@@ -200,14 +212,14 @@ def resync(
     return done
 
 
-def attach(qmp: QMPClient, host: str, port: int = NBD_PORT) -> list[str]:
+def attach(qmp: QMPClient, host: str, port: int = NBD_PORT, tls: str | None = None) -> list[str]:
     """Add the replication child (mode primary, NBD to the secondary) to the quorum."""
     if replication_child(qmp) is not None:
         return []
     done: list[str] = []
     if not node_exists(qmp, NODE):
-        qmp.execute("blockdev-add", replication_node(host, port))
-        done.append(f"blockdev-add {NODE} -> {nbd_uri(host, port, EXPORT)}")
+        qmp.execute("blockdev-add", replication_node(host, port, tls))
+        done.append(f"blockdev-add {NODE} -> {nbd_uri(host, port, EXPORT, tls)}")
     qmp.execute("x-blockdev-change", {"parent": DISK, "node": NODE})
     done.append(f"x-blockdev-change {DISK} += {NODE}")
     return done
@@ -241,7 +253,7 @@ def plan_resync(out: Plan, st: VMState, host: str, port: int, run: Action) -> No
     if st.child is not None:
         return
     texts = [] if any(j.get("device") == JOB for j in st.block_jobs) else [
-        f"drive-mirror {DISK} -> {nbd_uri(host, port, EXPORT)}"]
+        f"drive-mirror {DISK} -> {nbd_uri(host, port, EXPORT, tls_creds(st.objects, 'client'))}"]
     texts += ["stop"] if st.running else []
     out.add(run, *texts, f"block-job-cancel {JOB}")
 
@@ -249,14 +261,16 @@ def plan_resync(out: Plan, st: VMState, host: str, port: int, run: Action) -> No
 def plan_attach(out: Plan, st: VMState, host: str, port: int) -> None:
     if st.child is not None:
         return
-    texts = [] if st.node_exists else [f"blockdev-add {NODE} -> {nbd_uri(host, port, EXPORT)}"]
-    out.add(lambda qmp: attach(qmp, host, port), *texts, f"x-blockdev-change {DISK} += {NODE}")
+    tls = tls_creds(st.objects, "client")
+    texts = [] if st.node_exists else [f"blockdev-add {NODE} -> {nbd_uri(host, port, EXPORT, tls)}"]
+    out.add(lambda qmp: attach(qmp, host, port, tls), *texts, f"x-blockdev-change {DISK} += {NODE}")
 
 
 def plan_export(out: Plan, st: VMState, host: str, port: int) -> None:
     if EXPORT not in st.exports:
-        out.add(lambda qmp: ensure_nbd_export(qmp, host, port),
-                f"nbd-server-start {host}:{port}", f"nbd-server-add {EXPORT} writable")
+        tls = tls_creds(st.objects, "server")
+        out.add(lambda qmp: ensure_nbd_export(qmp, host, port, tls=tls),
+                _server_text(host, port, tls), f"nbd-server-add {EXPORT} writable")
 
 
 def plan_detach(out: Plan, st: VMState) -> None:
@@ -284,7 +298,8 @@ def plan(st: VMState, role: str | None, state: str, host: str | None, port: int,
         out.add(stop_nbd, *(["nbd-server-stop"] if st.exports else []))
     elif state == "attached":
         if resync_disk:
-            plan_resync(out, st, host, port, lambda qmp: resync(qmp, host, port, timeout=timeout))
+            plan_resync(out, st, host, port, lambda qmp: resync(qmp, host, port, timeout=timeout,
+                                                                tls=tls_creds(st.objects, "client")))
         plan_attach(out, st, host, port)
     else:
         plan_detach(out, st)

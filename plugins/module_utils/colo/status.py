@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import state
-from ansible_collections.colo.ft.plugins.module_utils.colo.devices import PROXY_QOM_TYPES
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import PROXY_QOM_TYPES, tls_creds
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.stats import sample_checkpoints
 
@@ -19,6 +19,7 @@ def report(st: state.VMState) -> dict[str, Any]:
         "running": st.running,
         "qemu_version": ".".join(map(str, st.version)),
         "checkpoint_delay_ms": st.params.get("x-checkpoint-delay"),
+        "tls": tls_creds(st.objects, "server") is not None,
         "replication": {
             "node_attached": st.child,
             "quorum_children": dict(st.quorum_children),

@@ -29,6 +29,7 @@ def vm_entry(st: dict | None, vmstat: dict, record: dict | None) -> dict:
         "checkpoints": None, "checkpoints_per_second": None, "checkpoint_delay_ms": None,
         "pause_p50_ms": None, "pause_p99_ms": None, "pause_max_ms": None,
         "replication": None, "replication_detail": None, "proxy_objects": None, "qemu_version": None,
+        "tls": None, "tls_dir": ((record or {}).get("spec") or {}).get("tls_dir"),
     }
     if st is None:
         return out
@@ -50,5 +51,6 @@ def vm_entry(st: dict | None, vmstat: dict, record: dict | None) -> dict:
         "replication_detail": st["replication"],
         "proxy_objects": st["proxy_objects"],
         "qemu_version": st["qemu_version"],
+        "tls": st["tls"],
     })
     return out

@@ -39,6 +39,8 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# A system user name as useradd(8) takes it (Debian's NAME_REGEX for system users, at most 32).
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 # Settings that change on a running VM without a restart (the launcher records the new value).
 LIVE_SETTINGS: tuple[str, ...] = ("checkpoint_delay_ms",)
@@ -99,7 +101,12 @@ class VMSpec:
     compare_timeout: int | None = None
     expired_scan_cycle: int | None = None
     max_queue_size: int | None = None
+    # x509 files of this host (QEMU's layout: ca-cert.pem, server-cert.pem/-key.pem, client-cert.pem/-key.pem):
+    # every COLO channel (migration, NBD, proxy chardevs) is TLS with both sides' certificates checked.
+    # None: cleartext (measurements only; docs/security.md).
+    tls_dir: str | None = None
     qemu_binary: str = "qemu-system-x86_64"
+    qemu_user: str | None = None    # QEMU drops root to this user once started (-run-with); None: root
     state_root: str = STATE_ROOT
     extra_args: list[str] = field(default_factory=list)
 
@@ -116,6 +123,14 @@ class VMSpec:
     @property
     def state_dir(self) -> str:
         return os.path.join(self.state_root, self.name)
+
+    @property
+    def qemu_dir(self) -> str:
+        """The one directory QEMU may write to after it dropped root (qemu_user): the unix sockets
+        it creates at run time (the compare chardevs a failover hot-adds). Everything the launcher
+        writes stays in state_dir, which the QEMU user can only traverse (docs/qemu-colo.md,
+        "Confined QEMU")."""
+        return os.path.join(self.state_dir, "qemu")
 
     @property
     def qmp_path(self) -> str:
@@ -210,9 +225,7 @@ class VMSpec:
     def problems(self, role: str | None = None) -> list[str]:
         """Every problem found, as sentences (empty list: valid)."""
         p: list[str] = []
-        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
-            p.append(f"name {self.name!r} must start with a letter and hold only letters, digits, '_', '.', '-' "
-                     "(at most 48 characters): it names QEMU ids, files and a systemd unit")
+        p += name_problems(self.name)
         if not isinstance(self.memory_mib, int) or isinstance(self.memory_mib, bool) or self.memory_mib <= 0:
             p.append(f"memory_mib must be a positive integer (MiB), got {self.memory_mib!r}")
         if not isinstance(self.vcpus, int) or isinstance(self.vcpus, bool) or not 1 <= self.vcpus <= 255:
@@ -273,11 +286,16 @@ class VMSpec:
         if self.active_disk and self.active_disk == self.hidden_disk:
             p.append("active_disk and hidden_disk must be different files")
         p += _abs_path("state_root", self.state_root, required=True)
+        p += _abs_path("tls_dir", self.tls_dir)
         if isinstance(self.state_root, str) and isinstance(self.name, str) and \
-                len(os.path.join(self.state_root, self.name, "compare_out.sock")) > 107:
+                len(os.path.join(self.state_root, self.name, "qemu", "compare_out.sock")) > 107:
             p.append("state_root + name are too long for a unix socket path (108 bytes)")
         if not isinstance(self.qemu_binary, str) or not self.qemu_binary:
             p.append("qemu_binary must be a program name or path")
+        if self.qemu_user is not None and (not isinstance(self.qemu_user, str) or not _USER_RE.match(self.qemu_user)
+                                           or self.qemu_user == "root"):
+            p.append(f"qemu_user {self.qemu_user!r} must be the name of a system user other than root "
+                     "(lowercase letters, digits, '_', '-'); leave it unset to run QEMU as root")
         if not isinstance(self.extra_args, list) or not all(isinstance(a, str) for a in self.extra_args):
             p.append("extra_args must be a list of strings (one argv element each)")
         if role is not None and role not in ROLES:
@@ -339,13 +357,32 @@ def clashes(specs: list[VMSpec], host_resources: bool = True) -> list[str]:
     return p
 
 
+def name_problems(name: Any) -> list[str]:
+    """What is wrong with a VM name (empty list: fine); NAME_RE keeps '/', '..' and spaces out of paths,
+    units and command lines."""
+    if isinstance(name, str) and NAME_RE.match(name):
+        return []
+    return [f"name {name!r} must start with a letter and hold only letters, digits, '_', '.', '-' "
+            "(at most 48 characters): it names QEMU ids, files and a systemd unit"]
+
+
+def check_locator(name: Any, state_root: Any) -> None:
+    """InvalidSpec unless name and state_root can locate a state directory (<state_root>/<name>):
+    checked before a VM known only by name is looked up, stopped or cleaned up."""
+    problems = name_problems(name) + _abs_path("state_root", state_root, required=True)
+    if problems:
+        raise InvalidSpec("; ".join(problems))
+
+
 def _abs_path(key: str, value: Any, required: bool = False, why: str = "") -> list[str]:
     if value is None or value == "":
         return [f"{key} is required" + (f" ({why})" if why else "")] if required else []
     if not isinstance(value, str) or not os.path.isabs(value):
         return [f"{key} {value!r} must be an absolute path"]
-    if "\n" in value or "\0" in value:
-        return [f"{key} contains a newline or NUL byte"]
+    if any(ord(c) < 0x20 or ord(c) == 0x7f for c in value):
+        return [f"{key} {value!r} contains a control character (newline, tab, NUL, ...)"]
+    if os.path.normpath(value) != value.rstrip("/") and value != "/":
+        return [f"{key} {value!r} must be a normalised path (no '.', '..' or '//' parts)"]
     return []
 
 

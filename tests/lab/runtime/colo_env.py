@@ -14,6 +14,7 @@ Both QEMUs run on this host (forward and checkpoint addresses default to
                       (10.213.1.100/24) here; refused in the machine's own network
                       namespace (run tests/lab/runtime/run-in-netns)
   COLO_RT_METRICS     JSON file the measurements are written to
+  COLO_RT_TLS=0       cleartext COLO channels (default: TLS with a throw-away CA, as the roles set up)
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from colo_lab import x509
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
@@ -74,6 +77,8 @@ class Env:
     checkpoint: str
     port_base: int | None
     net: bool
+    tls: bool = True
+    qemu_user: str | None = None
     launcher: Launcher = field(default_factory=lambda: Launcher(use_systemd=False, start_timeout=60))
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -95,7 +100,16 @@ class Env:
             checkpoint=os.environ.get("COLO_RT_CHECKPOINT", "127.0.0.1"),
             port_base=int(pb) if pb else None,
             net=os.environ.get("COLO_RT_NET") == "1",
+            tls=os.environ.get("COLO_RT_TLS", "1") != "0",
+            # QEMU drops root to this user, as on the lab hosts (COLO_RT_QEMU_USER= empty: QEMU stays root).
+            qemu_user=os.environ.get("COLO_RT_QEMU_USER", "colo-qemu") or None,
         )
+
+    def user_up(self) -> None:
+        """The system user QEMU runs as (the colo_host role makes it on a host; the chroot is thrown away)."""
+        if self.qemu_user and sh("id", "-u", self.qemu_user, check=False).returncode != 0:
+            sh("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+               "--shell", "/usr/sbin/nologin", self.qemu_user)
 
     # -- network ---------------------------------------------------------------
 
@@ -138,6 +152,20 @@ class Env:
                 sh("qemu-img", "create", "-q", "-f", "qcow2", path, "64M")
         return path
 
+    @property
+    def ca_dir(self) -> str:
+        return os.path.join(self.work, "ca")
+
+    def tls_dir(self) -> str | None:
+        """x509 files both QEMUs use (one host: one certificate for its addresses), or None."""
+        if not self.tls:
+            return None
+        path = os.path.join(self.work, "tls")
+        if not os.path.exists(os.path.join(path, "server-cert.pem")):
+            x509.make_ca(self.ca_dir)
+            x509.make_host_dir(self.ca_dir, path, "runtime", sorted({self.forward, self.checkpoint}))
+        return path
+
     def spec(self, name: str, bridge: str | None, firmware_only: bool = False) -> VMSpec:
         disk = os.path.join(self.work, f"{name}.qcow2")
         shutil.copyfile(self.base_image(), disk)
@@ -164,6 +192,8 @@ class Env:
             checkpoint_addr=self.checkpoint,
             port_base=self.port_base,
             state_root=self.state_root,
+            tls_dir=self.tls_dir(),
+            qemu_user=self.qemu_user,
             **kw,
         )
 

@@ -64,6 +64,7 @@ def env():
     e = Env.from_environ()
     os.makedirs(e.work, exist_ok=True)
     e.net_up()
+    e.user_up()
     yield e
     e.net_down()
 

@@ -111,3 +111,23 @@ def test_the_readme_section_names_the_plot_without_linking_it():
     assert f"]({report.PLOT})" in summary  # summary.md sits beside the plot
     section = report.readme_section(summary)
     assert "](" not in section and f"`bench/results/{report.PLOT}`" in section
+
+
+def test_cost_table_with_tls_and_cleartext_legs():
+    leg = {"http_c1": {"seconds": 10.0, "req_per_s": 10.0, "latency_p50_ms": 50.0, "latency_p99_ms": 90.0},
+           "http_c8": {"seconds": 10.0, "req_per_s": 40.0, "latency_p50_ms": 150.0, "latency_p99_ms": 300.0},
+           "ledger": {"writes_per_s": 20.0, "latency_p50_ms": 40.0, "latency_p99_ms": 80.0}}
+    pauses = {"checkpoints": 5, "pause_p50_ms": 48.0, "pause_p99_ms": 61.0}
+    colo = dict(leg, idle_checkpoints=pauses)
+    clear = dict(leg, idle_checkpoints=dict(pauses, pause_p50_ms=45.0))
+    plain = {k: {kk: (v * 2 if isinstance(v, float) else v) for kk, v in d.items()} for k, d in leg.items()}
+    ratio = {f"{k}_{m}": 0.5 for k in ("http_c1", "http_c8") for m in ("req_per_s", "latency_p50_ms",
+                                                                        "latency_p99_ms")}
+    ratio.update({f"ledger_{m}": 0.5 for m in ("writes_per_s", "latency_p50_ms", "latency_p99_ms")})
+    res = {"checkpoint_delay_ms": 2000, "colo": colo, "colo_cleartext": clear, "unprotected": plain,
+           "colo_over_unprotected": ratio, "cleartext_over_unprotected": ratio, "tls_over_cleartext": ratio}
+    text = "\n".join(report.cost_table(res))
+    assert "| HTTP requests/s, 8 clients | 80 | 40 | 0.5 | 40 | 0.5 |" in text
+    assert "Idle checkpoint pause p50 / p99: TLS 48 / 61 ms, cleartext 45 / 61 ms" in text
+    del res["colo_cleartext"]  # results measured before the cleartext leg existed
+    assert "| HTTP requests/s, 8 clients | 80 | 40 | 0.5 |" in "\n".join(report.cost_table(res))

@@ -219,6 +219,30 @@ def test_plan_ready():
         checkpoint.plan_ready(snap(status="inmigrate"), "primary", ADDR)
 
 
+TLS_OBJECTS = {"colo-tls-server": "tls-creds-x509", "colo-tls-client": "tls-creds-x509"}
+
+
+def test_plans_use_tls_when_the_vm_holds_the_credentials():
+    assert ready(snap(status="inmigrate", objects=TLS_OBJECTS)).describe() == [
+        "secondary: migrate-set-capabilities x-colo=on return-path=on",
+        "secondary: migrate-set-parameters tls-creds=colo-tls-server",
+        f"secondary: nbd-server-start {ADDR}:9999 tls-creds=colo-tls-server",
+        "secondary: nbd-server-add parent0 writable",
+        f"secondary: migrate-incoming tcp:{ADDR}:9998"]
+    steps = protect(snap(objects=TLS_OBJECTS)).describe()
+    assert steps[0] == f"drive-mirror colo-disk0 -> nbd+tls://{ADDR}:9999/parent0"
+    assert f"blockdev-add replication0 -> nbd+tls://{ADDR}:9999/parent0" in steps
+    assert "migrate-set-parameters tls-creds=colo-tls-client" in steps
+    # A former secondary (server end set) protecting a new one switches to the client end; without TLS, cleartext.
+    st = snap(objects=TLS_OBJECTS)
+    st.params["tls-creds"] = "colo-tls-server"
+    assert "migrate-set-parameters tls-creds=colo-tls-client" in protect(st).describe()
+    st = snap()
+    st.params["tls-creds"] = "colo-tls-client"
+    assert "migrate-set-parameters tls-creds=(none)" in protect(st).describe()
+    assert not [s for s in protect(snap()).describe() if "tls" in s]
+
+
 def test_plan_ready_refuses_broken_qemu():
     with pytest.raises(ColoError):
         ready(snap(status="inmigrate", version=(10, 0, 13)))
@@ -368,6 +392,7 @@ STATUS = {
     "checkpoint_delay_ms": 2000,
     "replication": {"node_attached": "children.1", "quorum_children": {}, "block_jobs": [], "nbd_exports": []},
     "proxy_objects": {"comp0": "colo-compare"},
+    "tls": True,
     "checkpoints": {"window_s": 5.0, "count": 3, "pause_p50_ms": 80.0, "pause_p99_ms": 120.0, "pause_max_ms": 120.0,
                     "per_second": 0.6},
 }
@@ -379,6 +404,12 @@ def test_vm_entry_running():
     assert e["pause_p50_ms"] == 80.0 and e["pause_max_ms"] == 120.0 and e["replication"] == "attached"
     assert e["pause_p99_ms"] == 120.0 and e["checkpoint_delay_ms"] == 2000
     assert e["pid"] == 42 and e["recorded_role"] == "primary"
+    assert e["tls"] is True and e["tls_dir"] is None
+
+
+def test_vm_entry_tls_dir_from_the_record():
+    e = vm_entry(None, {"running": False}, {"role": "primary", "spec": {"tls_dir": "/etc/colo-ft/tls"}})
+    assert e["tls_dir"] == "/etc/colo-ft/tls" and e["tls"] is None
 
 
 def test_vm_entry_not_running():

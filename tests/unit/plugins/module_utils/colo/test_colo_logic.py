@@ -152,3 +152,7 @@ def test_percentile_is_nearest_rank():
     assert stats.percentile([7.0], 99) == 7.0
     assert stats.percentile([3, 1, 2], 0) == 1  # the smallest, whatever the order
     assert stats.percentile([], 50) is None
+
+
+def test_nbd_uri_tls():
+    assert replication.nbd_uri("10.213.3.12", 9999, "parent0", "colo-tls-client") == "nbd+tls://10.213.3.12:9999/parent0"

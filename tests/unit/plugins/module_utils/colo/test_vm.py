@@ -121,9 +121,9 @@ def test_primary_chardevs():
     assert ch["compare1"] == {"": "socket", "id": "compare1", "host": FWD, "port": "9004", "server": "on", "wait": "off"}
     # loopback pairs: a server and a client on the same unix socket
     assert ch["compare0"]["server"] == "on" and "server" not in ch["compare0-0"]
-    assert ch["compare0"]["path"] == ch["compare0-0"]["path"] == "/run/colo-ft/guest1/compare0.sock"
+    assert ch["compare0"]["path"] == ch["compare0-0"]["path"] == "/run/colo-ft/guest1/qemu/compare0.sock"
     assert ch["compare_out"]["server"] == "on" and "server" not in ch["compare_out0"]
-    assert ch["compare_out"]["path"] == ch["compare_out0"]["path"] == "/run/colo-ft/guest1/compare_out.sock"
+    assert ch["compare_out"]["path"] == ch["compare_out0"]["path"] == "/run/colo-ft/guest1/qemu/compare_out.sock"
 
 
 def test_primary_objects():
@@ -211,7 +211,7 @@ def test_qmp_forms_match_command_line():
     assert ch["mirror0"] == {"id": "mirror0", "backend": {"type": "socket", "data": {
         "addr": {"type": "inet", "data": {"host": FWD, "port": "9003"}}, "server": True, "wait": False}}}
     assert ch["compare0-0"]["backend"]["data"] == {
-        "addr": {"type": "unix", "data": {"path": "/run/colo-ft/guest1/compare0.sock"}}, "server": False}
+        "addr": {"type": "unix", "data": {"path": "/run/colo-ft/guest1/qemu/compare0.sock"}}, "server": False}
     objs = {o.id: o.qmp() for o in primary_objects(spec)}
     assert objs["comp0"] == {"qom-type": "colo-compare", "id": "comp0", "primary_in": "compare0-0",
                              "secondary_in": "compare1", "outdev": "compare_out0", "iothread": "iothread1"}
@@ -388,3 +388,41 @@ def test_clashes_between_vms():
     # without host resources (the Xen backend): ports and taps are not QEMU COLO's
     two = [make(name="a", mac="52:54:00:00:00:01", disk="/a"), make(name="b", mac="52:54:00:00:00:02", disk="/b")]
     assert clashes(two, host_resources=False) == [] and len(clashes(two)) == 1
+
+
+# -- TLS --------------------------------------------------------------------------------------------
+
+
+def test_tls_credentials_on_both_roles_and_every_tcp_chardev():
+    for role in ("primary", "secondary"):
+        argv = qemu_argv(make(tls_dir="/etc/colo-ft/tls"), role)
+        objs = [o for o in opts(argv, "-object") if o.startswith("tls-creds-x509")]
+        assert objs == ["tls-creds-x509,id=colo-tls-server,endpoint=server,dir=/etc/colo-ft/tls,verify-peer=on",
+                        "tls-creds-x509,id=colo-tls-client,endpoint=client,dir=/etc/colo-ft/tls"]
+        tcp = [c for c in opts(argv, "-chardev") if "host=" in c]
+        assert tcp and all("tls-creds=" in c for c in tcp)
+        # Objects come first: QEMU creates tls-creds before the chardevs that name them.
+        assert argv.index(objs[0]) < argv.index("-chardev")
+    assert not [c for c in opts(qemu_argv(make(tls_dir="/t"), "secondary"), "-chardev") if "colo-tls-server" in c]
+    unix = [c for c in primary_chardevs(make(tls_dir="/t")) if c.path]
+    assert unix and not any(c.tls_creds for c in unix)  # loopback pairs stay in the state dir
+
+
+def test_no_tls_without_tls_dir():
+    argv = qemu_argv(make(), "primary")
+    assert not [o for o in opts(argv, "-object") if o.startswith("tls-creds")]
+    assert not [c for c in opts(argv, "-chardev") if "tls-creds" in c]
+    assert "tls-creds" not in replication_blockdev(make())["file"]
+    assert not [o for o in opts(qemu_argv(make(tls_dir="/t"), "plain"), "-object") if o.startswith("tls")]
+
+
+def test_tls_replication_client_and_chardev_qmp():
+    node = replication_blockdev(make(tls_dir="/t"))
+    assert node["file"]["tls-creds"] == "colo-tls-client"
+    mirror = next(c for c in primary_chardevs(make(tls_dir="/t")) if c.id == "mirror0")
+    assert mirror.qmp()["backend"]["data"]["tls-creds"] == "colo-tls-server"
+
+
+def test_tls_dir_must_be_absolute():
+    with pytest.raises(InvalidSpec, match="tls_dir"):
+        make(tls_dir="etc/tls").validate("primary")

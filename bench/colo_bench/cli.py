@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     readme = args.readme == "yes" or (args.readme == "auto" and full_run)
     if readme:
         path = REPO / "README.md"
-        text = report.update_readme(path.read_text(), summary.replace(f"]({report.PLOT})",
-                                                                      f"](bench/results/{report.PLOT})"))
+        text = report.update_readme(path.read_text(), report.readme_section(summary))
         _write(path, text)
     print(summary)
     print(f"bench: results in {out}" + (" and README.md" if readme else ""), flush=True)

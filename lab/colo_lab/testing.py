@@ -120,22 +120,22 @@ def recap(output: str) -> dict:
     return counts
 
 
-def run_module(pattern: str, module: str, args: dict | str = "") -> tuple[int, dict]:
-    """One module on the hosts of pattern: (exit code of ansible, {host: result})."""
+def run_module(pattern: str, module: str, args: dict | str = "", env: dict | None = None) -> tuple[int, dict]:
+    """One module on the hosts of pattern: (exit code of ansible, {host: result}); env as for ansible()."""
     argv = ["ansible", pattern, "-m", module]
     if args:
         argv += ["-a", args if isinstance(args, str) else json.dumps(args)]
     # The tree callback (ansible-core's own) writes each host's result as JSON to a file.
     with tempfile.TemporaryDirectory() as tree:
-        done = ansible(*argv, check=False, env={"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        done = ansible(*argv, check=False, env={**(env or {}), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
                                                 "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
                                                 "ANSIBLE_CALLBACK_TREE_DIR": tree})
         return done.returncode, {path.name: json.loads(path.read_text()) for path in Path(tree).iterdir()}
 
 
-def vm_info(sample_seconds: float = 0) -> dict:
+def vm_info(sample_seconds: float = 0, env: dict | None = None) -> dict:
     """colo.ft.info on both hosts: {host: {vm name: status}} (an unreachable host maps to None)."""
-    _rc, results = run_module("colo_primary:colo_secondary", "colo.ft.info", {"sample_seconds": sample_seconds})
+    _rc, results = run_module("colo_primary:colo_secondary", "colo.ft.info", {"sample_seconds": sample_seconds}, env)
     return {host: r.get("vms") for host, r in results.items()}
 
 

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: bridge
 short_description: Linux bridges for COLO guests (runtime state, iproute2)
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Creates or removes a Linux bridge, puts NICs on it and moves a NIC's IPv4 addresses onto it.
   - A COLO host needs two bridges. C(br0) is on the client NIC, where the primary guest's tap joins the client

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: checkpoint
 short_description: Start or stop COLO checkpointing of a VM pair
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - V(ready) runs on the B(secondary) host. It sets the COLO migration capabilities, exports the secondary's disk over
     NBD on its checkpoint-link address and makes QEMU listen for the incoming migration.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: failover
 short_description: Fail a COLO pair over to the surviving side
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Runs on the B(survivor) of a COLO pair; O(lost) says which side died. With O(lost=auto) the VM's own COLO state
     decides. A COLO secondary (or a VM that was one and took over already) lost its primary, anything else lost

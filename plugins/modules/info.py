@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: info
 short_description: QEMU's COLO support and the COLO state of the VMs on a host
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Reports whether the QEMU on the host can run COLO (version policy and compiled-in features) and, for every VM
     started by M(colo.ft.vm) under O(state_root) (or only O(name)), its role and COLO mode, run state, migration

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: proxy
 short_description: QEMU's COLO network proxy objects of a running VM
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - For users who drive the COLO steps themselves; M(colo.ft.vm) starts a primary or secondary with its proxy, and
     M(colo.ft.checkpoint) and M(colo.ft.failover) add and remove it as needed.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: replication
 short_description: Disk replication steps of a COLO pair, one at a time
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - For users who drive the COLO steps themselves; M(colo.ft.checkpoint) runs all of them in order.
   - On the B(secondary), V(exported) starts the NBD server on the checkpoint-link address and exports the

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: vm
 short_description: Start or stop the QEMU of a COLO VM in one role
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Starts the QEMU process of a VM as a plain VM, as COLO primary or as COLO secondary, or stops it.
   - The primary gets a one-child quorum disk and the proxy's chardevs, so that protection can be added while it

@@ -104,6 +104,15 @@ def test_the_readme_has_the_block():
     report.update_readme((REPO / "README.md").read_text(), "x")
 
 
+def test_the_readme_section_names_the_plot_without_linking_it():
+    # README ships in the built collection, bench/results/ does not: no image link into it.
+    results, run = _results()
+    summary = report.render(results, run)
+    assert f"]({report.PLOT})" in summary  # summary.md sits beside the plot
+    section = report.readme_section(summary)
+    assert "](" not in section and f"`bench/results/{report.PLOT}`" in section
+
+
 def test_cost_table_with_tls_and_cleartext_legs():
     leg = {"http_c1": {"seconds": 10.0, "req_per_s": 10.0, "latency_p50_ms": 50.0, "latency_p99_ms": 90.0},
            "http_c8": {"seconds": 10.0, "req_per_s": 40.0, "latency_p50_ms": 150.0, "latency_p99_ms": 300.0},

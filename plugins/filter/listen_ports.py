@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: listen_ports
 short_description: The TCP ports QEMU COLO listens on for each VM of colo_vms, in either role
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Returns, for every VM description (the roles' C(colo_vms)), the TCP ports its QEMU listens on as a COLO
     primary and as a COLO secondary, computed by the runtime (C(port_base), the explicit ports and their

@@ -205,12 +205,13 @@ class ColoModule(AnsibleModule):
         return spec, record
 
     @contextmanager
-    def qmp(self, spec: VMSpec, timeout: float = 30.0):
-        """A short QMP connection to the VM (QEMU serves one client at a time)."""
+    def qmp(self, spec: VMSpec, timeout: float = 30.0, oob: bool = False):
+        """A short QMP connection to the VM (QEMU serves one client at a time); oob: with
+        out-of-band execution where QEMU offers it (QMPClient.execute_oob)."""
         if not os.path.exists(spec.qmp_path):
             raise LaunchError(f"VM {spec.name} is not running (no QMP socket {spec.qmp_path}); "
                               "start it with colo.ft.vm first")
-        client = QMPClient(spec.qmp_path, timeout=timeout)
+        client = QMPClient(spec.qmp_path, timeout=timeout, oob=oob)
         try:
             client.connect()
             yield client

@@ -112,7 +112,8 @@ def run(module: ColoModule) -> dict:
     p = module.params
     spec, dummy = module.find()
     client_bridge = p["client_bridge"] or None
-    with module.qmp(spec) as qmp:
+    # Out of band: a dead secondary's streams are yanked even while QEMU's main loop waits on them.
+    with module.qmp(spec, oob=True) as qmp:
         t0 = time.monotonic()
         before = state.read(qmp)
 

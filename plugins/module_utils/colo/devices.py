@@ -181,10 +181,14 @@ def nbd_node(host: str, port: int, tls: str | None = None) -> dict[str, Any]:
     return node
 
 
+# The replication child's NBD client, named so a failover can yank its connection (failover.yank_secondary).
+REPLICATION_NBD_NODE = f"{REPLICATION_NODE}-nbd"
+
+
 def replication_node(host: str, port: int, tls: str | None = None) -> dict[str, Any]:
     """QMP blockdev-add arguments for the primary's replication child: NBD to the secondary's export."""
     return {"driver": "replication", "mode": "primary", "node-name": REPLICATION_NODE,
-            "file": nbd_node(host, port, tls)}
+            "file": {**nbd_node(host, port, tls), "node-name": REPLICATION_NBD_NODE}}
 
 
 def replication_blockdev(spec: VMSpec, secondary_checkpoint_addr: str | None = None) -> dict[str, Any]:

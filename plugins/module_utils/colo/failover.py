@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, migration, proxy, replication, state
-from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
+from ansible_collections.colo.ft.plugins.module_utils.colo.devices import REPLICATION_NBD_NODE
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPError
 from ansible_collections.colo.ft.plugins.module_utils.colo.host import bridge_of, move_tap
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Plan, send
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
-from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
+from ansible_collections.colo.ft.plugins.module_utils.colo.state import MIGRATING, VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 # announce-self: 5 gratuitous ARP/RARP rounds, 50 ms then +100 ms each, as QEMU's
@@ -74,6 +75,37 @@ def plan_primary_lost(st: VMState, tap: str | None = None, tap_bridge: str | Non
     return out
 
 
+# The streams to the secondary that QEMU can cut at once (yank instances), with what they carry.
+YANK_NBD = ({"type": "block-node", "node-name": REPLICATION_NBD_NODE}, "the replication child's NBD connection")
+YANK_MIGRATION = ({"type": "migration"}, "the migration stream")
+
+
+def yank_instances(st: VMState) -> list[tuple[dict[str, str], str]]:
+    """The secondary's streams this primary holds: its NBD client while the replication node exists,
+    the migration while COLO (or a migration) runs."""
+    found = [YANK_NBD] if st.node_exists else []
+    if st.migration_status == "colo" or st.migration_status in MIGRATING:
+        found.append(YANK_MIGRATION)
+    return found
+
+
+def yank(qmp: QMPClient, instances: list[tuple[dict[str, str], str]]) -> list[str]:
+    """Cut those streams now (out of band where the client has it: answered even while the main
+    loop waits on them). A secondary whose host went dark sends no FIN or RST, so without this the
+    replication child's removal drains requests that TCP gives up on only after many minutes."""
+    run = qmp.execute_oob if qmp.oob else qmp.execute
+    done = []
+    for instance, what in instances:
+        try:
+            run("yank", {"instances": [instance]})
+        except QMPError as exc:
+            if exc.error_class != "DeviceNotFound" and "not found" not in exc.desc.lower():
+                raise
+            continue  # ended since it was planned (e.g. COLO failed over by itself)
+        done.append(f"yank {what}")
+    return done
+
+
 def plan_secondary_lost(st: VMState) -> Plan:
     """On the primary: stop replicating to a dead secondary, keep serving alone."""
     if st.mode == "secondary":
@@ -81,7 +113,13 @@ def plan_secondary_lost(st: VMState) -> Plan:
     if st.mode == "none" and st.last_mode != "primary" and st.child is None:
         raise WrongSide("lost=secondary: this VM is not in COLO, was never a primary "
                         f"(last mode {st.last_mode}) and has no replication child; nothing to release")
-    out = checkpoint.plan_release(st)
+    out = Plan()
+    streams = yank_instances(st)
+    if streams:
+        out.add(lambda qmp: yank(qmp, streams), *(f"yank {what}" for _i, what in streams))
+    release = checkpoint.plan_release(st)
+    out.steps += release.steps
+    out.warnings += release.warnings
     # A primary released earlier (or by a heartbeat) must run too before this counts as done.
     out.add(migration.wait_running)
     return out

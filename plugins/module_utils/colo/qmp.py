@@ -44,7 +44,7 @@ class QMPClient:
     Usable as a context manager (connects on enter, closes on exit).
     """
 
-    def __init__(self, path: str, timeout: float = 10.0, max_events: int = 10000):
+    def __init__(self, path: str, timeout: float = 10.0, max_events: int = 10000, oob: bool = False):
         self.path = path
         self.timeout = timeout
         self.max_events = max_events  # bound of each listener (oldest events are dropped first)
@@ -55,6 +55,8 @@ class QMPClient:
         self._buf = b""
         self._listeners: list[EventListener] = []
         self._next_id = 0
+        self.want_oob = oob  # negotiate out-of-band execution (execute_oob) if QEMU offers it
+        self.oob = False
 
     # -- connection ---------------------------------------------------------
 
@@ -102,8 +104,9 @@ class QMPClient:
         q = ver.get("qemu", {})
         self.version = (int(q.get("major", 0)), int(q.get("minor", 0)), int(q.get("micro", 0)))
         self.package = str(ver.get("package", "")).strip()
+        self.oob = self.want_oob and "oob" in greeting["QMP"].get("capabilities", [])
         try:
-            self._command("qmp_capabilities", None, deadline)
+            self._command("qmp_capabilities", {"enable": ["oob"]} if self.oob else None, deadline)
         except ColoError:
             self.close()
             raise
@@ -142,6 +145,18 @@ class QMPClient:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         return self._command(command, arguments, deadline)
 
+    def execute_oob(self, command: str, arguments: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        """Run a command that QEMU allows out of band (e.g. yank): it runs in the monitor's own
+        thread, so it is answered while the main loop is blocked (on a dead peer's NBD, say).
+        Needs a client made with oob=True on a QEMU that offers it (self.oob)."""
+        if self._sock is None:
+            self.connect()
+        if not self.oob:
+            raise ColoError(f"{command} out of band: this QMP connection has no OOB (QEMU did not offer it, "
+                            "or the client was not made with oob=True)")
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        return self._command(command, arguments, deadline, key="exec-oob")
+
     def hmp(self, command_line: str, timeout: float | None = None) -> str:
         """Run a human monitor command; returns its text output.
 
@@ -170,10 +185,11 @@ class QMPClient:
 
     # -- internals ----------------------------------------------------------
 
-    def _command(self, command: str, arguments: dict[str, Any] | None, deadline: float) -> Any:
+    def _command(self, command: str, arguments: dict[str, Any] | None, deadline: float,
+                 key: str = "execute") -> Any:
         self._next_id += 1
         cmd_id = f"colo-{self._next_id}"
-        msg: dict[str, Any] = {"execute": command, "id": cmd_id}
+        msg: dict[str, Any] = {key: command, "id": cmd_id}
         if arguments:
             msg["arguments"] = arguments
         self._send(msg, deadline)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 
 import pytest
@@ -34,6 +36,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo import (  # noqa: E40
     status,
 )
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError  # noqa: E402
+from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient  # noqa: E402
 from ansible_collections.colo.ft.plugins.module_utils.colo.stats import sample_checkpoints  # noqa: E402
 
 
@@ -128,12 +131,29 @@ def test_protect_checkpoints_then_secondary_lost(env, vms):
         with pytest.raises(failover.WrongSide):
             failover.secondary_lost(sec)
 
+        # The secondary's host goes dark: its QEMU stops dead (SIGSTOP), its kernel keeps the connections
+        # open and nothing answers, as after a power cut that sent no FIN/RST. Guest writes keep coming, so
+        # NBD requests wait on it; the failover must cut them (yank, out of band), not wait for them.
         sec.close()
-        kill9(env.pid(s))
-        assert env.pid(s) is None
+        spid = env.pid(s)
+        os.kill(spid, signal.SIGSTOP)
+        writing = threading.Event()
+        writer = threading.Thread(target=_write_until, args=(env, p, writing), daemon=True)
+        writing.set()
+        writer.start()
+        time.sleep(1.0)
+        prim.close()
+        prim = QMPClient(p.qmp_path, timeout=60, oob=True)
+        prim.connect()
+        assert prim.oob
         t = time.monotonic()
         done = failover.secondary_lost(prim)
         lost_s = time.monotonic() - t
+        writing.clear()
+        writer.join(30)
+        kill9(spid)
+        assert env.pid(s) is None
+        assert "yank the replication child's NBD connection" in done and "yank the migration stream" in done, done
         assert "x-colo-lost-heartbeat" in done and "blockdev-del replication0" in done
         assert failover.secondary_lost(prim) == []
         st = status.status(prim)
@@ -161,6 +181,17 @@ def test_protect_checkpoints_then_secondary_lost(env, vms):
     finally:
         prim.close()
         sec.close()
+
+
+def _write_until(env, spec, writing: threading.Event) -> None:
+    """Ledger writes while `writing` is set (errors ignored: the guest may be paused in a checkpoint)."""
+    i = 0
+    while writing.is_set() and _services(env, spec):
+        try:
+            ledger([f"PUT dark-{i}"], timeout=3)
+        except (OSError, RuntimeError):
+            pass
+        i += 1
 
 
 def test_primary_killed_failover_and_reprotect(env, vms):

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import (
+    ColoError,
     QMPConnectionError,
     QMPError,
     QMPTimeout,
@@ -29,6 +30,19 @@ def test_connect_and_version(vm):
         assert qmp.execute("query-status")["status"] == "running"
         ver = qmp.execute("query-version")
         assert (ver["qemu"]["major"], ver["qemu"]["minor"], ver["qemu"]["micro"]) == qmp.version
+
+
+def test_oob_yank_is_answered_and_refused_without_oob(vm):
+    with QMPClient(vm.qmp_path, timeout=5, oob=True) as qmp:
+        assert qmp.oob
+        instances = qmp.execute("query-yank")
+        with pytest.raises(QMPError) as exc:  # a stream that does not exist: QEMU says so, out of band too
+            qmp.execute_oob("yank", {"instances": [{"type": "block-node", "node-name": "no-such-node"}]})
+        assert "not found" in exc.value.desc.lower()
+        assert qmp.execute("query-yank") == instances  # in-band commands still answer in order
+    with QMPClient(vm.qmp_path, timeout=5) as qmp:
+        with pytest.raises(ColoError, match="no OOB"):
+            qmp.execute_oob("yank", {"instances": []})
 
 
 def test_error_classes(vm):

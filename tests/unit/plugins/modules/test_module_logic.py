@@ -333,6 +333,17 @@ def test_lost_auto_follows_the_colo_state(st, side):
     assert failover.lost_side(st) == side
 
 
+def test_secondary_lost_yanks_the_streams_to_the_secondary_first():
+    protected = snap(mode="primary", migrate={"status": "colo"}, child="children.1", node=True)
+    steps = failover.plan_secondary_lost(protected).describe()
+    assert steps[:2] == ["yank the replication child's NBD connection", "yank the migration stream"]
+    assert steps[2:] == ["x-blockdev-change colo-disk0 -= children.1", "blockdev-del replication0",
+                         "x-colo-lost-heartbeat"]
+    # Released already (no node, COLO over): nothing to yank, and a second call plans nothing.
+    assert failover.plan_secondary_lost(snap(last="primary")).describe() == []
+    assert failover.yank_instances(snap(mode="primary", migrate={"status": "colo"})) == [failover.YANK_MIGRATION]
+
+
 def test_failover_plan_reads_the_tap_only_when_it_takes_over():
     asked = []
     lost, plan = failover.plan(snap(mode="secondary"), "auto", "colo-guest1", "br0", "br1",

@@ -219,7 +219,8 @@ def test_qmp_forms_match_command_line():
     assert [o.id for o in secondary_objects(spec)] == ["f1", "f2", "rew0"]
     assert replication_blockdev(spec) == {
         "driver": "replication", "mode": "primary", "node-name": "replication0",
-        "file": {"driver": "nbd", "server": {"type": "inet", "host": CKPT, "port": "9999"}, "export": "parent0"}}
+        "file": {"driver": "nbd", "server": {"type": "inet", "host": CKPT, "port": "9999"}, "export": "parent0",
+                 "node-name": "replication0-nbd"}}
 
 
 def test_tap_plumbing():

@@ -205,6 +205,21 @@ options:
     type: int
 """
 
+    # The input of the filters that read the roles' colo_vms (colo.ft.colo.vm_entries).
+    VM_ENTRIES = r"""
+options:
+  _input:
+    description: The VM descriptions (the roles' C(colo_vms)).
+    type: list
+    elements: dict
+    required: true
+  role_keys:
+    description: Keys of an entry that the roles use themselves and do not pass to M(colo.ft.vm) (e.g. C(ready_port)).
+    type: list
+    elements: str
+    default: []
+"""
+
     # Module attributes (colo.ft.colo.attributes).
     ATTRIBUTES = r"""
 attributes:

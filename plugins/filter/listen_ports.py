@@ -20,17 +20,8 @@ description:
     would refuse is an error.
 author: colo.ft contributors
 positional: role_keys
-options:
-  _input:
-    description: The VM descriptions.
-    type: list
-    elements: dict
-    required: true
-  role_keys:
-    description: Keys of an entry that the roles use themselves and do not pass to M(colo.ft.vm) (e.g. C(ready_port)).
-    type: list
-    elements: str
-    default: []
+extends_documentation_fragment:
+  - colo.ft.colo.vm_entries
 """
 
 EXAMPLES = r"""
@@ -60,13 +51,11 @@ _value:
       type: int
 """
 
-from collections.abc import Mapping
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.argv import listen_ports as runtime_listen_ports
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec
-from ansible_collections.colo.ft.plugins.module_utils.module_base import spec_from_vm_dict
+from ansible_collections.colo.ft.plugins.module_utils.module_base import spec_from_vm_dict, vm_entry_options
 
 
 def listen_ports(entries, role_keys=()) -> list[dict]:
@@ -74,10 +63,10 @@ def listen_ports(entries, role_keys=()) -> list[dict]:
         raise AnsibleFilterError(f"colo.ft.listen_ports: expected a list of VM descriptions, got {type(entries).__name__}")
     ports: list[dict] = []
     for index, entry in enumerate(entries, 1):
-        if not isinstance(entry, Mapping):
+        found = vm_entry_options(entry, index, role_keys)
+        if found is None:
             raise AnsibleFilterError(f"colo.ft.listen_ports: colo_vms entry {index} is not a mapping: {entry!r}")
-        vm = {k: v for k, v in entry.items() if k not in role_keys}
-        label = f"colo_vms entry {index} ({entry.get('name', 'no name')})"
+        vm, label = found
         try:
             spec = spec_from_vm_dict(vm, label).validate()
         except InvalidSpec as exc:

@@ -21,21 +21,13 @@ description:
     M(colo.ft.vm)) and the VMs for shared names, MACs and disks.
 author: colo.ft contributors
 positional: backend, role_keys
+extends_documentation_fragment:
+  - colo.ft.colo.vm_entries
 options:
-  _input:
-    description: The VM descriptions.
-    type: list
-    elements: dict
-    required: true
   backend:
     description: V(qemu) (QEMU COLO) or V(xen).
     type: str
     default: qemu
-  role_keys:
-    description: Keys of an entry that the roles use themselves and do not pass to M(colo.ft.vm) (e.g. C(ready_port)).
-    type: list
-    elements: str
-    default: []
 """
 
 EXAMPLES = r"""
@@ -54,14 +46,12 @@ _value:
   elements: str
 """
 
-from collections.abc import Mapping
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import InvalidSpec
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec, clashes
 from ansible_collections.colo.ft.plugins.module_utils.dict_options import validated_subset
-from ansible_collections.colo.ft.plugins.module_utils.module_base import VM_SPEC_ARGS, spec_from_vm_dict
+from ansible_collections.colo.ft.plugins.module_utils.module_base import VM_SPEC_ARGS, spec_from_vm_dict, vm_entry_options
 
 
 def vm_problems(entries, backend: str = "qemu", role_keys=()) -> list[str]:
@@ -72,11 +62,11 @@ def vm_problems(entries, backend: str = "qemu", role_keys=()) -> list[str]:
     problems: list[str] = []
     specs: list[VMSpec] = []
     for index, entry in enumerate(entries, 1):
-        if not isinstance(entry, Mapping):
+        found = vm_entry_options(entry, index, role_keys)
+        if found is None:
             problems.append(f"colo_vms entry {index} must be a mapping of VM options, got {entry!r}")
             continue
-        vm = {k: v for k, v in entry.items() if k not in role_keys}
-        label = f"colo_vms entry {index} ({entry.get('name', 'no name')})"
+        vm, label = found
         try:
             if backend == "qemu":
                 spec = spec_from_vm_dict(vm, label)

@@ -17,6 +17,7 @@ Modules decide nothing themselves: refusals and steps come from the runtime's pl
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 import os
 import traceback
 from contextlib import contextmanager
@@ -134,6 +135,15 @@ def spec_from_vm_dict(vm: dict[str, Any], label: str = "vm") -> VMSpec:
     params.update(name=vm.get("name"), state_root=STATE_ROOT, vm=vm)
     apply_vm_dict(params, label)
     return spec_from_params(params)
+
+
+def vm_entry_options(entry: Any, index: int, role_keys: Any = ()) -> tuple[dict[str, Any], str] | None:
+    """An entry of the roles' colo_vms as colo.ft.vm's `vm` option (without the roles' own keys) and the
+    label that names it in messages; None if the entry is not a mapping."""
+    if not isinstance(entry, Mapping):
+        return None
+    vm = {k: v for k, v in entry.items() if k not in role_keys}
+    return vm, f"colo_vms entry {index} ({entry.get('name', 'no name')})"
 
 
 def stub_spec(name: str, state_root: str = STATE_ROOT) -> VMSpec:

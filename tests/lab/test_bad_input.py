@@ -218,7 +218,8 @@ DISKS = "/tmp/colo-ft-dirtest"
 
 def test_disks_leave_existing_directories_alone(lab, tmp_path):
     """A disk in /tmp, or in a directory of someone else, keeps that directory's owner and mode; what is missing
-    is created for root only. On the primary (disk_source) and on the secondary (copied from the primary)."""
+    is created root's, traversable by QEMU's group only (0710), and the image is QEMU's user's (0600, it reopens
+    it by name after dropping root). On the primary (disk_source) and on the secondary (copied from the primary)."""
     on_host("colo-a", "head -c 65536 /dev/urandom > /root/colo-ft-dirtest.img")
     prepare = f"rm -rf {DISKS}* && mkdir -m 0751 {DISKS}-keep && chown nobody {DISKS}-keep && chmod 1777 /tmp"
     for host in ("colo-a", "colo-b"):
@@ -232,11 +233,13 @@ def test_disks_leave_existing_directories_alone(lab, tmp_path):
     try:
         ansible("ansible-playbook", "tests/lab/playbooks/disk_dirs.yml", "-e", f"@{extra}")
         for host in ("colo-a", "colo-b"):
-            modes = on_host(host, f"stat -c '%n %a %U' /tmp {DISKS}-keep {DISKS}-new {DISKS}-new/sub "
+            modes = on_host(host, f"stat -c '%n %a %U:%G' /tmp {DISKS}-keep {DISKS}-new {DISKS}-new/sub "
                                   f"{DISKS}0.img {DISKS}-keep/d1.img {DISKS}-new/sub/d2.img").stdout.split("\n")
-            assert modes[:7] == ["/tmp 1777 root", f"{DISKS}-keep 751 nobody", f"{DISKS}-new 700 root",
-                                 f"{DISKS}-new/sub 700 root", f"{DISKS}0.img 600 root", f"{DISKS}-keep/d1.img 600 root",
-                                 f"{DISKS}-new/sub/d2.img 600 root"], (host, modes)
+            qemu = "colo-qemu:colo-qemu"
+            assert modes[:7] == ["/tmp 1777 root:root", f"{DISKS}-keep 751 nobody:root",
+                                 f"{DISKS}-new 710 root:colo-qemu", f"{DISKS}-new/sub 710 root:colo-qemu",
+                                 f"{DISKS}0.img 600 {qemu}", f"{DISKS}-keep/d1.img 600 {qemu}",
+                                 f"{DISKS}-new/sub/d2.img 600 {qemu}"], (host, modes)
     finally:
         for host in ("colo-a", "colo-b"):
             on_host(host, f"rm -rf {DISKS}* /root/colo-ft-dirtest.img", check=False)

@@ -4,9 +4,8 @@ docs/qemu-colo.md, "Confined QEMU", has the measurements (QEMU 11.1.3, systemd 2
 
 * qemu_args(): -sandbox on with the groups COLO never uses denied, and -run-with user= when the
   spec names a user. QEMU installs its seccomp filter before it drops root and before -daemonize
-  forks, so elevateprivileges is denied only for a QEMU that stays root and spawn only for one
-  that neither drops root nor daemonizes, spawn for one that does not daemonize (the SIGSYS kills
-  are in the docs).
+  forks, so elevateprivileges is denied only for a QEMU that neither drops root nor daemonizes,
+  and spawn only for one that does not daemonize (the SIGSYS kills are in the docs).
 * check_user() / hand_over(): the launcher's side of the drop: the user exists and can reach the
   state directory; the state directory can be traversed (not listed, not written) by the user's
   group; qemu_dir, the disk image and the secondary's overlays belong to the user, as QEMU creates

@@ -181,7 +181,7 @@ def nbd_node(host: str, port: int, tls: str | None = None) -> dict[str, Any]:
     return node
 
 
-# The replication child's NBD client, named so a failover can yank its connection (failover.yank_secondary).
+# The replication child's NBD client, named so a failover can yank its connection (failover.yank).
 REPLICATION_NBD_NODE = f"{REPLICATION_NODE}-nbd"
 
 

@@ -21,6 +21,9 @@ description:
     only at colo-compare's timeout.
   - Refuses on the wrong side (for example O(lost=primary) on the primary). A second run finds nothing left to do
     and reports no change.
+  - Every failover that changes something is written to the VM's failover log (C(failovers.jsonl) in its state
+    directory, see docs/agent.md), as the colo.ft agent's are. Refuses a QEMU that the log says was fenced (its
+    host lost quorum and the other host may run the guest): such a QEMU is never resumed.
   - Resume protection afterwards with M(colo.ft.checkpoint) O(colo.ft.checkpoint#module:state=protected) and a newly
     started secondary.
 author:
@@ -102,7 +105,7 @@ duration_s:
 
 import time
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import failover, state
+from ansible_collections.colo.ft.plugins.module_utils.colo import failover, failover_log, state
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
 from ansible_collections.colo.ft.plugins.module_utils.colo.host import bridge_of
 from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoModule
@@ -110,7 +113,7 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoMod
 
 def run(module: ColoModule) -> dict:
     p = module.params
-    spec, dummy = module.find()
+    spec, dummy, status = module.launcher.find(p["name"], p["state_root"])
     client_bridge = p["client_bridge"] or None
     # Out of band: a dead secondary's streams are yanked even while QEMU's main loop waits on them.
     with module.qmp(spec, oob=True) as qmp:
@@ -124,8 +127,12 @@ def run(module: ColoModule) -> dict:
                 raise ColoError(f"cannot move the guest's tap to {client_bridge}: {exc}") from None
 
         lost, plan = failover.plan(before, p["lost"], spec.tap_name if client_bridge else None, client_bridge,
-                                   p["isolated_bridge"] or None, p["announce"], tap_bridge)
+                                   p["isolated_bridge"] or None, p["announce"], tap_bridge,
+                                   failover_log.given_up(spec, status.pid))
         result, after = module.apply(plan, qmp, before)
+        if plan.changed and not module.check_mode:
+            failover_log.append(spec, failover_log.ACTION_OF_LOST[lost], f"colo.ft.failover lost={p['lost']}",
+                                "colo.ft.failover", status.pid)
         result.update(lost=lost, duration_s=round(time.monotonic() - t0, 3), colo=after.summary())
     return result
 

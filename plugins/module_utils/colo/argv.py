@@ -59,6 +59,7 @@ def qemu_argv(spec: VMSpec, role: str, paused: bool = False, daemonize: bool = F
         "-m", str(spec.memory_mib),
         "-smp", str(spec.vcpus),
         "-qmp", f"unix:{opt(spec.qmp_path)},server=on,wait=off",
+        "-qmp", f"unix:{opt(spec.agent_qmp_path)},server=on,wait=off",
         "-serial", f"file:{opt(spec.serial_path)}",
         "-pidfile", spec.pid_path,
         *confine.qemu_args(spec, daemonize),

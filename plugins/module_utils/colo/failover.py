@@ -29,6 +29,10 @@ class WrongSide(ColoError):
     """The failover was asked of the VM on the other side of the pair."""
 
 
+class GivenUp(ColoError):
+    """This QEMU was fenced (failover_log): the other side may run the guest, nothing resumes it."""
+
+
 def lost_side(st: VMState) -> str:
     """The side that was lost, seen from this VM: a COLO secondary (or a VM that was one and
     already took over) lost its primary; anything else lost its secondary - among them a
@@ -127,10 +131,16 @@ def plan_secondary_lost(st: VMState) -> Plan:
 
 def plan(st: VMState, lost: str = "auto", tap: str | None = None, client_bridge: str | None = None,
          isolated_bridge: str | None = None, announce: bool = True,
-         tap_bridge: Callable[[str], str | None] = bridge_of) -> tuple[str, Plan]:
+         tap_bridge: Callable[[str], str | None] = bridge_of,
+         given_up: dict | None = None) -> tuple[str, Plan]:
     """The failover of this VM: lost is primary, secondary or auto (lost_side decides).
     Returns the side taken as lost and the plan. tap: the guest's tap, moved to client_bridge
-    when the primary was lost (tap_bridge reads where it is now)."""
+    when the primary was lost (tap_bridge reads where it is now). given_up: this QEMU's fence
+    entry (failover_log.given_up), which refuses any failover."""
+    if given_up is not None:
+        raise GivenUp(f"this QEMU was fenced at {given_up.get('when')} ({given_up.get('why')}): the other host may "
+                      "run the guest now, so it is never resumed; stop it and re-protect from the other host "
+                      "(playbooks/reprotect.yml)")
     if lost == "auto":
         lost = lost_side(st)
     if lost == "primary":

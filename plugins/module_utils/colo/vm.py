@@ -137,6 +137,11 @@ class VMSpec:
         return os.path.join(self.state_dir, "qmp.sock")
 
     @property
+    def agent_qmp_path(self) -> str:
+        """The second QMP monitor, the colo.ft agent's (QEMU serves one client per monitor)."""
+        return os.path.join(self.state_dir, "agent.sock")
+
+    @property
     def pid_path(self) -> str:
         return os.path.join(self.state_dir, "qemu.pid")
 

@@ -51,7 +51,9 @@ def test_common_options(role):
     argv = qemu_argv(spec, role)
     assert argv[0] == "qemu-system-x86_64"
     assert opts(argv, "-name") == ["guest1,debug-threads=on"]
-    assert opts(argv, "-qmp") == ["unix:/run/colo-ft/guest1/qmp.sock,server=on,wait=off"]
+    # The modules' monitor and the agent's.
+    assert opts(argv, "-qmp") == ["unix:/run/colo-ft/guest1/qmp.sock,server=on,wait=off",
+                                  "unix:/run/colo-ft/guest1/agent.sock,server=on,wait=off"]
     assert opts(argv, "-serial") == ["file:/run/colo-ft/guest1/serial.log"]
     assert opts(argv, "-pidfile") == ["/run/colo-ft/guest1/qemu.pid"]
     assert opts(argv, "-display") == ["none"]

@@ -1,0 +1,345 @@
+"""The colo.ft agent: one per COLO host, a systemd service (colo-ft-agent.service, role colo_cluster).
+
+    python3 -m ansible_collections.colo.ft.plugins.module_utils.colo.agent /etc/colo-ft/agent.json
+
+It follows quorum and membership from corosync by notification (corosync.py), watches every local
+VM through the VM's second QMP monitor (agent.sock; the modules keep qmp.sock): query-status and
+query-colo-status every watch_interval_s, a QEMU that does not answer for hang_timeout_s is killed,
+and a QEMU that ends without a SHUTDOWN event (killed, crashed) is reported to the peer's agent
+through CPG at once. After every change it asks agent_rules.decide() what to do, and does it with
+the runtime's own plans: failover.plan (lost=auto) for a failover, QMP stop for a self-fence; each
+is written to the VM's failover log (failover_log.py). It publishes its view in run_dir:
+state.json (for status.yml) and the file `primary`, present while a local VM serves the guest (the
+quorum device's heuristic prefers that host when the pair is split).
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import select
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ansible_collections.colo.ft.plugins.module_utils.colo import agent_rules, failover, failover_log, process, state
+from ansible_collections.colo.ft.plugins.module_utils.colo.corosync import CorosyncError, Cpg, Quorum
+from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPConnectionError, QMPTimeout
+from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher
+from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT
+
+BY = "colo-ft-agent"
+# A command waits at most this long for the VM's thread to pick it up.
+_TICK_S = 0.05
+
+
+@dataclass
+class Config:
+    """/etc/colo-ft/agent.json, written by the colo_cluster role."""
+
+    vms: list[str]
+    state_root: str = STATE_ROOT
+    client_bridge: str = "br0"
+    isolated_bridge: str = "br1"
+    group: str = "colo-ft"                 # the CPG group the agents of a pair join
+    watch_interval_s: float = 0.5
+    hang_timeout_s: float = 5.0
+    run_dir: str = "/run/colo-ft/agent"
+    maintenance_file: str = "/var/lib/colo-ft/agent/maintenance"
+
+    @classmethod
+    def load(cls, path: str) -> Config:
+        with open(path) as f:
+            data = json.load(f)
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ColoError(f"{path}: unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)  # journald keeps the time
+
+
+@dataclass
+class Report:
+    """What a VM's thread tells the main thread."""
+
+    vm: str
+    kind: str                  # view, died, done
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class VMWatch(threading.Thread):
+    """Owns one VM's agent monitor: watches it and runs the commands the main thread sends."""
+
+    def __init__(self, name: str, cfg: Config, report):
+        super().__init__(name=f"watch-{name}", daemon=True)
+        self.cfg = cfg
+        self.view = agent_rules.VMView(name)
+        self.commands: queue.Queue = queue.Queue()
+        self._report = report
+        self._launcher = Launcher()
+
+    def run(self) -> None:
+        while True:
+            try:
+                spec, _record, status = self._launcher.find(self.view.name, self.cfg.state_root)
+            except ColoError:
+                self._set(alive=False)
+                time.sleep(self.cfg.watch_interval_s)
+                continue
+            if status.pid is None or not os.path.exists(spec.agent_qmp_path):
+                self._set(alive=False)
+                time.sleep(self.cfg.watch_interval_s)
+                continue
+            self._watch(spec, status.pid)
+
+    def _watch(self, spec, pid: int) -> None:
+        client = QMPClient(spec.agent_qmp_path, timeout=self.cfg.hang_timeout_s, oob=True)
+        shutdown = False
+        try:
+            client.connect()
+            with client.listen(("SHUTDOWN", "COLO_EXIT")) as listener:
+                seen = 0
+                while True:
+                    self._poll(client, spec, pid)
+                    end = time.monotonic() + self.cfg.watch_interval_s
+                    while time.monotonic() < end:
+                        self._run_commands(client, spec, pid)
+                        events = listener.drain(_TICK_S)
+                        for event in events[seen:]:
+                            shutdown = shutdown or event["event"] == "SHUTDOWN"
+                            log(f"{spec.name}: QEMU event {event['event']} {event.get('data', {})}")
+                        seen = len(events)
+                        if not client.connected:
+                            raise QMPConnectionError("QEMU closed the agent monitor")
+        except QMPTimeout as exc:
+            log(f"{spec.name}: QEMU (pid {pid}) hangs ({exc}); killing it")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._died(spec, pid, "it hung")
+        except QMPConnectionError:
+            if not shutdown:
+                self._died(spec, pid, "it ended without a shutdown")
+            self._set(alive=False)
+        finally:
+            client.close()
+        time.sleep(self.cfg.watch_interval_s)
+
+    def _poll(self, client: QMPClient, spec, pid: int) -> None:
+        colo = client.execute("query-colo-status")
+        run = client.execute("query-status")
+        self._set(alive=True, mode=colo["mode"], last_mode=colo["last-mode"], running=bool(run["running"]),
+                  fenced=failover_log.given_up(spec, pid) is not None)
+
+    def _died(self, spec, pid: int, why: str) -> None:
+        for _wait in range(20):  # a QEMU that closed its monitor is about to be gone
+            if not process.pid_alive(pid):
+                break
+            time.sleep(0.05)
+        self._set(alive=False)
+        self._report(Report(spec.name, "died", {"why": why, "pid": pid}))
+
+    def _run_commands(self, client: QMPClient, spec, pid: int) -> None:
+        while True:
+            try:
+                action, why = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            t0 = time.monotonic()
+            try:
+                done = self._do(client, spec, pid, action, why)
+            except ColoError as exc:
+                done = [f"failed: {exc}"]
+            self._report(Report(spec.name, "done", {"action": action, "why": why, "steps": done,
+                                                    "seconds": round(time.monotonic() - t0, 3)}))
+            self._poll(client, spec, pid)
+
+    def _do(self, client: QMPClient, spec, pid: int, action: str, why: str) -> list[str]:
+        if action == agent_rules.FENCE:
+            client.execute("stop")
+            failover_log.append(spec, "fenced", why, BY, pid)
+            return ["stop"]
+        try:
+            lost, plan = failover.plan(state.read(client), "auto", spec.tap_name, self.cfg.client_bridge,
+                                       self.cfg.isolated_bridge, given_up=failover_log.given_up(spec, pid))
+        except failover.WrongSide:
+            return []  # nothing of COLO to fail over (e.g. a secondary not protected yet)
+        done = plan.apply(client)
+        if plan.changed:
+            failover_log.append(spec, failover_log.ACTION_OF_LOST[lost], why, BY, pid)
+        return done
+
+    def _set(self, **values: Any) -> None:
+        before = asdict(self.view)
+        for key, value in values.items():
+            setattr(self.view, key, value)
+        if asdict(self.view) != before:
+            self._report(Report(self.view.name, "view", asdict(self.view)))
+
+
+class Agent:
+    """The main thread: corosync's notifications, the VMs' reports, the decisions."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.cluster = agent_rules.ClusterView()
+        self.reports: queue.Queue = queue.Queue()
+        self._wake_r, self._wake_w = os.pipe()
+        self.watches = {name: VMWatch(name, cfg, self._post) for name in cfg.vms}
+        self.pending: dict[str, str] = {}     # vm -> action sent to its thread, not done yet
+        # Decisions taken while their cause lasts: each is sent once (again only if it failed).
+        self.decided: set[tuple[str, str, str]] = set()
+        self.last: dict[str, dict] = {}       # vm -> the last action done
+        self.quorum: Quorum | None = None
+        self.cpg: Cpg | None = None
+        self.cpg_members: list[int] = []
+        os.makedirs(cfg.run_dir, exist_ok=True)
+
+    def _post(self, report: Report) -> None:
+        self.reports.put(report)
+        os.write(self._wake_w, b"x")
+
+    # -- corosync --------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        try:
+            self.quorum = Quorum(self._on_quorum)
+            self.cpg = Cpg(self.cfg.group, self._on_members, self._on_message)
+            self.cluster.me = self.cpg.nodeid
+            log(f"joined corosync as node {self.cluster.me}, CPG group {self.cfg.group}")
+        except CorosyncError as exc:
+            self._lost_corosync(exc)
+
+    def _lost_corosync(self, exc: Exception) -> None:
+        for handle in (self.quorum, self.cpg):
+            if handle is not None:
+                try:
+                    handle.close()
+                except Exception:  # pylint: disable=broad-except
+                    pass
+        self.quorum = self.cpg = None
+        if self.cluster.quorate:
+            log(f"corosync is gone ({exc}): this host cannot know quorum any more")
+            self.cluster.quorate = False  # what a lost quorum means: fence before the peer takes over
+        self.cluster.nodes = ()
+
+    def _on_quorum(self, quorate: bool, nodes: list[int]) -> None:
+        self.cluster.quorate = quorate
+        self.cluster.nodes = tuple(nodes)
+        self.cluster.peer_seen = self.cluster.peer_seen or self.cluster.peer_present
+        log(f"quorum: {'quorate' if quorate else 'NOT quorate'}, nodes {list(nodes)}")
+
+    def _on_members(self, members: list, left: list, joined: list) -> None:
+        self.cpg_members = [nodeid for nodeid, _pid, _reason in members]
+        log(f"agents: {self.cpg_members} (left {left}, joined {joined})")
+
+    def _on_message(self, nodeid: int, data: bytes) -> None:
+        if nodeid == self.cluster.me:
+            return
+        try:
+            msg = json.loads(data)
+        except ValueError:
+            log(f"ignored a message from node {nodeid} that is not JSON")
+            return
+        if msg.get("type") == "qemu_died" and msg.get("vm") in self.watches:
+            log(f"node {nodeid}: its QEMU of {msg['vm']} died ({msg.get('why')})")
+            self.cluster.peer_qemu_died.add(msg["vm"])
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        for watch in self.watches.values():
+            watch.start()
+        next_connect = 0.0
+        while True:
+            if self.cpg is None and time.monotonic() >= next_connect:
+                self._connect()
+                next_connect = time.monotonic() + 1.0
+            fds = [self._wake_r] + ([self.quorum.fd, self.cpg.fd] if self.cpg and self.quorum else [])
+            readable, _w, _x = select.select(fds, [], [], 1.0)
+            try:
+                if self.quorum is not None and self.quorum.fd in readable:
+                    self.quorum.dispatch()
+                if self.cpg is not None and self.cpg.fd in readable:
+                    self.cpg.dispatch()
+            except CorosyncError as exc:
+                self._lost_corosync(exc)
+            if self._wake_r in readable:
+                os.read(self._wake_r, 4096)
+            self._handle_reports()
+            self.cluster.maintenance = os.path.exists(self.cfg.maintenance_file)
+            self._decide()
+            self._publish()
+
+    def _handle_reports(self) -> None:
+        while True:
+            try:
+                report = self.reports.get_nowait()
+            except queue.Empty:
+                return
+            if report.kind == "died":
+                log(f"{report.vm}: local QEMU died ({report.detail['why']}); telling the peer")
+                if self.cpg is not None:
+                    try:
+                        self.cpg.send(json.dumps({"type": "qemu_died", "vm": report.vm,
+                                                  "why": report.detail["why"]}).encode())
+                    except CorosyncError as exc:
+                        self._lost_corosync(exc)
+            elif report.kind == "done":
+                self.pending.pop(report.vm, None)
+                self.last[report.vm] = report.detail
+                if any(step.startswith("failed:") for step in report.detail["steps"]):
+                    self.decided.discard((report.vm, report.detail["action"], report.detail["why"]))
+                if report.detail["action"] == agent_rules.FAILOVER:
+                    self.cluster.peer_qemu_died.discard(report.vm)
+                log(f"{report.vm}: {report.detail['action']} ({report.detail['why']}) took "
+                    f"{report.detail['seconds']} s: {report.detail['steps']}")
+
+    def _decide(self) -> None:
+        views = [watch.view for watch in self.watches.values()]
+        now = set(agent_rules.decide(self.cluster, views))
+        self.decided &= now  # a cause that ended may come again later
+        for vm, action, why in sorted(now - self.decided):
+            if vm in self.pending:
+                continue
+            self.decided.add((vm, action, why))
+            self.pending[vm] = action
+            log(f"{vm}: {action} ({why})")
+            self.watches[vm].commands.put((action, why))
+
+    def _publish(self) -> None:
+        views = [watch.view for watch in self.watches.values()]
+        serving = os.path.join(self.cfg.run_dir, "primary")
+        if any(view.serving for view in views):
+            if not os.path.exists(serving):
+                open(serving, "w").close()
+        elif os.path.exists(serving):
+            os.unlink(serving)
+        snapshot = {"node": self.cluster.me, "quorate": self.cluster.quorate, "nodes": list(self.cluster.nodes),
+                    "agents": self.cpg_members, "maintenance": self.cluster.maintenance,
+                    "vms": {view.name: {**asdict(view), "pending": self.pending.get(view.name),
+                                        "last_action": self.last.get(view.name)} for view in views}}
+        path = os.path.join(self.cfg.run_dir, "state.json")
+        with open(f"{path}.tmp", "w") as f:
+            json.dump(snapshot, f, indent=1, sort_keys=True)
+        os.replace(f"{path}.tmp", path)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} CONFIG.json", file=sys.stderr)
+        return 2
+    Agent(Config.load(argv[1])).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,74 @@
+"""The failover log of a VM: every take-over, release and self-fence, on disk.
+
+<state_dir>/failovers.jsonl holds one JSON object per line, oldest first: when (UTC, ISO 8601),
+vm, host, action (took_over: this side took the guest over after losing its primary; released:
+this primary stopped waiting for a lost secondary; fenced: this side stopped its guest because
+it lost quorum, so that the other side may take over), why, by (the agent or colo.ft.failover)
+and qemu_pid, the QEMU the entry is about.
+
+A fenced QEMU is given up: the other side may run the guest by now, so nothing may resume this
+one (given_up(); the failover planners refuse it). A QEMU started afterwards has another pid and is
+not given up: re-protection stops the given-up QEMU and starts a fresh secondary.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import Any
+
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
+
+ACTIONS = ("took_over", "released", "fenced")
+# What a failover plan's lost side means for this side's entry.
+ACTION_OF_LOST = {"primary": "took_over", "secondary": "released"}
+
+
+def path(spec: VMSpec) -> str:
+    return os.path.join(spec.state_dir, "failovers.jsonl")
+
+
+def append(spec: VMSpec, action: str, why: str, by: str, qemu_pid: int | None) -> dict[str, Any]:
+    """Write one entry (flushed and fsynced before it returns: a fence must outlive a power cut)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown failover log action {action!r}")
+    entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "vm": spec.name,
+             "host": socket.gethostname(), "action": action, "why": why, "by": by, "qemu_pid": qemu_pid}
+    fd = os.open(path(spec), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return entry
+
+
+def entries(spec: VMSpec) -> list[dict[str, Any]]:
+    """Every entry, oldest first; a torn last line (power cut while writing) is skipped."""
+    try:
+        with open(path(spec)) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found
+
+
+def last(spec: VMSpec) -> dict[str, Any] | None:
+    found = entries(spec)
+    return found[-1] if found else None
+
+
+def given_up(spec: VMSpec, qemu_pid: int | None) -> dict[str, Any] | None:
+    """The fence entry of this very QEMU (by pid), if it was given up; None otherwise."""
+    if qemu_pid is None:
+        return None
+    for entry in reversed(entries(spec)):
+        if entry.get("qemu_pid") == qemu_pid and entry.get("action") == "fenced":
+            return entry
+    return None

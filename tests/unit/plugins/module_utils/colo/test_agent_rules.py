@@ -1,0 +1,93 @@
+"""The agent's rules (agent_rules.decide) and the failover log it writes: pure logic and files."""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.colo.ft.plugins.module_utils.colo import failover, failover_log
+from ansible_collections.colo.ft.plugins.module_utils.colo.agent_rules import FAILOVER, FENCE, ClusterView, VMView, decide
+from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
+
+PRIMARY = VMView("g1", alive=True, mode="primary", last_mode="none", running=True)
+SECONDARY = VMView("g1", alive=True, mode="secondary", last_mode="none", running=True)
+BOTH = ClusterView(me=1, quorate=True, nodes=(1, 2), peer_seen=True)
+
+
+def cluster(**changes) -> ClusterView:
+    return ClusterView(**{**BOTH.__dict__, "peer_qemu_died": set(), **changes})
+
+
+def test_a_whole_pair_does_nothing():
+    assert decide(BOTH, [PRIMARY]) == []
+
+
+@pytest.mark.parametrize("vm", [PRIMARY, SECONDARY])
+def test_peer_host_gone_while_quorate_fails_over(vm):
+    assert decide(cluster(nodes=(1,)), [vm]) == [("g1", FAILOVER, "the peer host left the cluster")]
+
+
+def test_a_peer_never_seen_is_not_lost():
+    """An agent that starts on a host alone has seen no peer: it takes nothing over."""
+    assert decide(cluster(nodes=(1,), peer_seen=False), [SECONDARY]) == []
+
+
+@pytest.mark.parametrize("vm", [PRIMARY, SECONDARY, VMView("g1", alive=True, mode="none", running=True)])
+def test_quorum_lost_fences_every_vm_that_runs(vm):
+    assert decide(cluster(quorate=False, nodes=(1,)), [vm]) == [("g1", FENCE, "this host lost quorum")]
+
+
+def test_quorum_lost_leaves_a_stopped_vm_and_a_fenced_one():
+    paused = VMView("g1", alive=True, mode="none", running=False)
+    fenced = VMView("g2", alive=True, mode="primary", running=False, fenced=True)
+    assert decide(cluster(quorate=False, nodes=(1,)), [paused, fenced]) == []
+
+
+def test_no_quorum_notification_yet_means_nothing():
+    assert decide(cluster(quorate=None, nodes=()), [PRIMARY]) == []
+
+
+def test_maintenance_stops_every_rule():
+    assert decide(cluster(quorate=False, maintenance=True), [PRIMARY]) == []
+    assert decide(cluster(nodes=(1,), maintenance=True), [SECONDARY]) == []
+
+
+def test_the_peers_qemu_died_fails_over_that_vm_only():
+    other = VMView("g2", alive=True, mode="secondary", running=True)
+    assert decide(cluster(peer_qemu_died={"g1"}), [SECONDARY, other]) == [("g1", FAILOVER, "the peer's QEMU died")]
+
+
+def test_a_dead_or_fenced_local_qemu_is_not_acted_on():
+    dead = VMView("g1", alive=False, mode="secondary")
+    fenced = VMView("g2", alive=True, mode="secondary", fenced=True)
+    assert decide(cluster(nodes=(1,)), [dead, fenced]) == []
+
+
+def test_serving_is_the_primary_or_a_guest_running_alone():
+    assert PRIMARY.serving and not SECONDARY.serving
+    assert VMView("g", alive=True, mode="none", running=True).serving
+    assert not VMView("g", alive=True, mode="none", running=True, fenced=True).serving
+
+
+# -- the failover log ---------------------------------------------------------------
+
+
+def test_failover_log_gives_up_one_qemu(tmp_path):
+    spec = VMSpec(name="g1", disk="/x.qcow2", mac="52:54:00:00:00:01", state_root=str(tmp_path))
+    (tmp_path / "g1").mkdir()
+    assert failover_log.given_up(spec, 42) is None
+    failover_log.append(spec, "took_over", "the peer host left the cluster", "colo-ft-agent", 41)
+    failover_log.append(spec, "fenced", "this host lost quorum", "colo-ft-agent", 42)
+    with open(failover_log.path(spec), "a") as f:
+        f.write('{"torn": ')  # a power cut in the middle of a line
+    assert failover_log.given_up(spec, 42)["why"] == "this host lost quorum"
+    assert failover_log.given_up(spec, 43) is None  # a QEMU started afterwards
+    assert failover_log.given_up(spec, 41) is None
+    assert [e["action"] for e in failover_log.entries(spec)] == ["took_over", "fenced"]
+    with pytest.raises(ValueError):
+        failover_log.append(spec, "resumed", "", "x", 1)
+
+
+def test_a_given_up_qemu_is_never_failed_over():
+    st = VMState(mode="secondary", last_mode="none")
+    with pytest.raises(failover.GivenUp, match="never resumed"):
+        failover.plan(st, "auto", given_up={"when": "2026-12-03T10:00:00Z", "why": "this host lost quorum"})

@@ -206,23 +206,44 @@ vms:
     tls_dir:
       description: The x509 directory the VM was started with (its record); V(null) without TLS.
       type: str
+    last_failover:
+      description: The newest entry of the VM's failover log (a take-over, release or self-fence by the colo.ft
+        agent or M(colo.ft.failover)) with its C(when), C(action), C(why), C(by), C(host) and C(qemu_pid);
+        V(null) if there is none.
+      type: dict
+    given_up:
+      description: Whether the failover log says this QEMU was fenced (its host lost quorum); such a QEMU is
+        never resumed.
+      type: bool
     error:
       description: Why the VM could not be queried (its other fields are then partial).
       type: str
       returned: when the query failed
+agent:
+  description: What the colo.ft agent of this host (role colo.ft.colo_cluster) last published - its node id,
+    whether the node is quorate, the node ids in its quorum view, the agents in its CPG group, the maintenance
+    switch and its view of each VM; V(null) where no agent runs.
+  returned: always
+  type: dict
+  sample:
+    node: 1
+    quorate: true
+    nodes: [1, 2]
+    agents: [1, 2]
+    maintenance: false
 ansible_facts:
   description: Facts set by the module.
   returned: always
   type: dict
   contains:
     colo_ft:
-      description: The same data as RV(qemu) and RV(vms).
+      description: The same data as RV(qemu), RV(vms) and RV(agent).
       type: dict
 """
 
 import threading
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import guard
+from ansible_collections.colo.ft.plugins.module_utils.colo import agent, failover_log, guard
 from ansible_collections.colo.ft.plugins.module_utils.colo import status as colo_status
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
 from ansible_collections.colo.ft.plugins.module_utils.colo.records import known_vms
@@ -230,6 +251,11 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.summary import vm_entry
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoModule, stub_spec
+
+
+def _failovers(spec: VMSpec, vmstat: dict) -> dict:
+    return {"last_failover": failover_log.last(spec),
+            "given_up": failover_log.given_up(spec, vmstat.get("pid")) is not None}
 
 
 def collect(module: ColoModule) -> dict:
@@ -248,6 +274,7 @@ def collect(module: ColoModule) -> dict:
         except ColoError as exc:
             err = str(exc)
         entry = vm_entry(st, vmstat, record)
+        entry.update(_failovers(spec, vmstat))
         if err:
             entry["error"] = err
         with lock:
@@ -262,6 +289,7 @@ def collect(module: ColoModule) -> dict:
         vmstat = status.to_dict()
         if not vmstat["qmp"]:
             entry = vm_entry(None, vmstat, record)
+            entry.update(_failovers(spec, vmstat))
             if vmstat["running"]:
                 entry["error"] = vmstat["message"]
             vms[name] = entry
@@ -274,7 +302,9 @@ def collect(module: ColoModule) -> dict:
         t.join()
     qemu = guard.qemu_report(p["qemu_binary"], p["probe_features"], running)
     vms = dict(sorted(vms.items()))
-    return {"changed": False, "qemu": qemu, "vms": vms, "ansible_facts": {"colo_ft": {"qemu": qemu, "vms": vms}}}
+    published = agent.published()
+    return {"changed": False, "qemu": qemu, "vms": vms, "agent": published,
+            "ansible_facts": {"colo_ft": {"qemu": qemu, "vms": vms, "agent": published}}}
 
 
 def main() -> None:

@@ -116,6 +116,24 @@ def test_qemu_runs_confined():
         assert_confined(host, vms["guest0"]["pid"])
 
 
+def test_maintenance_switch_pauses_the_agents():
+    """site.yml starts a colo.ft agent on each host (the lab has an arbiter). This scenario is the manual path
+    (failover.yml, reprotect.yml), so it pauses them; test_ha.py switches them on again."""
+    for host in ("colo-a", "colo-b"):
+        state = json.loads(on_host(host, "cat /run/colo-ft/agent/state.json").stdout)
+        assert state["quorate"] and not state["maintenance"] and state["vms"]["guest0"]["mode"] != "none", state
+    checked = ansible("ansible-playbook", "playbooks/maintenance.yml", "-e", "colo_maintenance=on", "--check")
+    assert recap(checked.stdout)["colo-a"]["changed"] == 1
+    assert on_host("colo-a", "test -e /var/lib/colo-ft/agent/maintenance", check=False).returncode == 1
+    ansible("ansible-playbook", "playbooks/maintenance.yml", "-e", "colo_maintenance=on")
+    for host in ("colo-a", "colo-b"):
+        assert json.loads(on_host(host, "cat /run/colo-ft/agent/state.json").stdout)["maintenance"] is True
+    again = ansible("ansible-playbook", "playbooks/maintenance.yml", "-e", "colo_maintenance=on")
+    assert recap(again.stdout)["colo-a"]["changed"] == 0
+    refused = ansible("ansible-playbook", "playbooks/maintenance.yml", "-e", "colo_maintenance=maybe", check=False)
+    assert refused.returncode != 0 and "colo_maintenance=on" in refused.stdout
+
+
 def test_site_rerun_and_check_mode_change_nothing():
     pids = {host: vms["guest0"]["pid"] for host, vms in vm_info().items()}
     result = ansible("ansible-playbook", "playbooks/site.yml")

@@ -33,6 +33,9 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT
 
 BY = "colo-ft-agent"
+# A report that the peer's QEMU died counts for this long: a later, unrelated protection must not act on it.
+PEER_DIED_FRESH_S = 10.0
+RUN_DIR = "/run/colo-ft/agent"
 # A command waits at most this long for the VM's thread to pick it up.
 _TICK_S = 0.05
 
@@ -48,7 +51,7 @@ class Config:
     group: str = "colo-ft"                 # the CPG group the agents of a pair join
     watch_interval_s: float = 0.5
     hang_timeout_s: float = 5.0
-    run_dir: str = "/run/colo-ft/agent"
+    run_dir: str = RUN_DIR
     maintenance_file: str = "/var/lib/colo-ft/agent/maintenance"
 
     @classmethod
@@ -58,7 +61,14 @@ class Config:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ColoError(f"{path}: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        try:
+            cfg = cls(**data)
+            cfg.watch_interval_s, cfg.hang_timeout_s = float(cfg.watch_interval_s), float(cfg.hang_timeout_s)
+        except (TypeError, ValueError) as exc:
+            raise ColoError(f"{path}: {exc}") from None
+        if not isinstance(cfg.vms, list) or not 0.05 <= cfg.watch_interval_s < cfg.hang_timeout_s:
+            raise ColoError(f"{path}: vms must be a list, and 0.05 <= watch_interval_s < hang_timeout_s")
+        return cfg
 
 
 def log(message: str) -> None:
@@ -201,6 +211,7 @@ class Agent:
         self.quorum: Quorum | None = None
         self.cpg: Cpg | None = None
         self.cpg_members: list[int] = []
+        self.peer_died: dict[str, float] = {}  # vm -> when the peer's agent said its QEMU died
         os.makedirs(cfg.run_dir, exist_ok=True)
 
     def _post(self, report: Report) -> None:
@@ -251,7 +262,7 @@ class Agent:
             return
         if msg.get("type") == "qemu_died" and msg.get("vm") in self.watches:
             log(f"node {nodeid}: its QEMU of {msg['vm']} died ({msg.get('why')})")
-            self.cluster.peer_qemu_died.add(msg["vm"])
+            self.peer_died[msg["vm"]] = time.monotonic()
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -299,12 +310,14 @@ class Agent:
                 if any(step.startswith("failed:") for step in report.detail["steps"]):
                     self.decided.discard((report.vm, report.detail["action"], report.detail["why"]))
                 if report.detail["action"] == agent_rules.FAILOVER:
-                    self.cluster.peer_qemu_died.discard(report.vm)
+                    self.peer_died.pop(report.vm, None)
                 log(f"{report.vm}: {report.detail['action']} ({report.detail['why']}) took "
                     f"{report.detail['seconds']} s: {report.detail['steps']}")
 
     def _decide(self) -> None:
         views = [watch.view for watch in self.watches.values()]
+        fresh = time.monotonic() - PEER_DIED_FRESH_S
+        self.cluster.peer_qemu_died = {vm for vm, when in self.peer_died.items() if when >= fresh}
         now = set(agent_rules.decide(self.cluster, views))
         self.decided &= now  # a cause that ended may come again later
         for vm, action, why in sorted(now - self.decided):
@@ -323,7 +336,7 @@ class Agent:
                 open(serving, "w").close()
         elif os.path.exists(serving):
             os.unlink(serving)
-        snapshot = {"node": self.cluster.me, "quorate": self.cluster.quorate, "nodes": list(self.cluster.nodes),
+        snapshot = {"pid": os.getpid(), "updated": round(time.time(), 1), "node": self.cluster.me, "quorate": self.cluster.quorate, "nodes": list(self.cluster.nodes),
                     "agents": self.cpg_members, "maintenance": self.cluster.maintenance,
                     "vms": {view.name: {**asdict(view), "pending": self.pending.get(view.name),
                                         "last_action": self.last.get(view.name)} for view in views}}
@@ -331,6 +344,15 @@ class Agent:
         with open(f"{path}.tmp", "w") as f:
             json.dump(snapshot, f, indent=1, sort_keys=True)
         os.replace(f"{path}.tmp", path)
+
+
+def published(run_dir: str = RUN_DIR) -> dict[str, Any] | None:
+    """What the agent of this host last wrote to state.json; None where no agent runs (or ran)."""
+    try:
+        with open(os.path.join(run_dir, "state.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,113 @@
+"""Who answers for the guest's address: ARP seen at the client switch, per host port.
+
+Both COLO guests have the same MAC and address, so the client cannot tell them apart; the switch
+can. ArpWatch asks "who has GUEST_ADDR" from the client namespace every `interval` seconds and
+listens on each host's port of the client switch (in the switch namespace) for the guest's ARP
+replies. During COLO only the primary's leave its host (the secondary's go to the primary's
+colo-compare); after a failover only the survivor's. Replies from two hosts' ports close together
+mean two guests answered one address: split brain.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+from .config import CLIENT_NS, GUEST_ADDR, HOSTS, SWITCH_NS
+from .testing import in_netns
+
+ETH_P_ARP = 0x0806
+PACKET_OUTGOING = 4
+
+
+def _request(src_mac: bytes, src_ip: str, target_ip: str) -> bytes:
+    eth = b"\xff" * 6 + src_mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, src_mac, socket.inet_aton(src_ip),
+                      b"\x00" * 6, socket.inet_aton(target_ip))
+    return eth + arp
+
+
+class ArpWatch:
+    """Context manager: replies[host] = times (monotonic) of the guest's ARP replies leaving that host."""
+
+    def __init__(self, interval: float = 0.05, client_if: str = "eth0"):
+        self.interval = interval
+        self.replies: dict[str, list[float]] = {host.name: [] for host in HOSTS}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        with in_netns(CLIENT_NS):
+            self._tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+            self._tx.bind((client_if, 0))
+        mac, client_ip = _interface(CLIENT_NS, client_if)
+        self._frame = _request(mac, client_ip, GUEST_ADDR)
+        self._rx = {}
+        with in_netns(SWITCH_NS):
+            for host in HOSTS:
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+                sock.bind((host.peer("eth0"), 0))
+                sock.settimeout(0.2)
+                self._rx[host.name] = sock
+
+    def __enter__(self) -> ArpWatch:
+        self._threads = [threading.Thread(target=self._ask, daemon=True)]
+        self._threads += [threading.Thread(target=self._listen, args=(name, sock), daemon=True)
+                          for name, sock in self._rx.items()]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for sock in (self._tx, *self._rx.values()):
+            sock.close()
+
+    def _ask(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tx.send(self._frame)
+            except OSError:
+                pass
+            self._stop.wait(self.interval)
+
+    def _listen(self, host: str, sock: socket.socket) -> None:
+        guest = socket.inet_aton(GUEST_ADDR)
+        while not self._stop.is_set():
+            try:
+                frame, addr = sock.recvfrom(2048)
+            except (socket.timeout, OSError):
+                continue
+            if addr[2] == PACKET_OUTGOING or len(frame) < 42:
+                continue  # frames the switch sends to the host, or runts
+            opcode, sender_ip = struct.unpack("!H", frame[20:22])[0], frame[28:32]
+            if opcode == 2 and sender_ip == guest:
+                self.replies[host].append(time.monotonic())
+
+    def both_answered(self, window: float = 0.5) -> list[tuple[float, float]]:
+        """Pairs of replies from two different hosts within `window` seconds of each other (split brain)."""
+        (a_name, a), (b_name, b) = list(self.replies.items())[:2]
+        found = []
+        j = 0
+        for t in a:
+            while j < len(b) and b[j] < t - window:
+                j += 1
+            if j < len(b) and abs(b[j] - t) <= window:
+                found.append((t, b[j]))
+        return found
+
+    def answering(self, since: float) -> set[str]:
+        """The hosts whose guest answered since `since` (monotonic)."""
+        return {host for host, times in self.replies.items() if any(t >= since for t in times)}
+
+
+def _interface(netns: str, ifname: str) -> tuple[bytes, str]:
+    """MAC and IPv4 address of ifname in netns (ip(8): /sys shows the machine's own devices)."""
+    out = subprocess.run(["ip", "-n", netns, "-j", "-4", "addr", "show", "dev", ifname], check=True,
+                         capture_output=True, text=True).stdout
+    info = json.loads(out)[0]
+    return bytes.fromhex(info["address"].replace(":", "")), info["addr_info"][0]["local"]

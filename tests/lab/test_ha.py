@@ -1,0 +1,175 @@
+"""The pair protects itself: the colo.ft agents fail over with no person and no playbook.
+
+Runs after test_colo.py, which leaves colo-a serving alone and colo-b crashed, with the agents in
+maintenance (test_colo exercises the manual path). Here the agents are switched back on and the pair
+is protected again; then each fault of the matrix is made under client load, and every case asserts
+what users care about: no acknowledged ledger write lost, the idle connection kept, and never two
+guests answering the guest's address (ARP replies watched per host at the client switch). After each
+case reprotect.yml puts the pair back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from colo_lab.arpwatch import ArpWatch
+from colo_lab.probe import Prober
+from colo_lab.testing import ClientLoad, ansible, lab_cmd, on_host, record_metric, vm_info
+
+pytestmark = pytest.mark.usefixtures("lab")
+
+HOSTS = ("colo-a", "colo-b")
+
+
+def agent_state(host: str) -> dict | None:
+    done = on_host(host, "cat /run/colo-ft/agent/state.json", check=False, timeout=10)
+    return json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else None
+
+
+def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(every)
+
+
+def agents_ready() -> None:
+    """Both agents quorate, seeing both nodes and each other, watching guest0, not in maintenance."""
+    def ready() -> bool:
+        states = [agent_state(host) for host in HOSTS]
+        return all(s and s["quorate"] and len(s["nodes"]) == 2 and len(s["agents"]) == 2 and not s["maintenance"]
+                   and s["vms"]["guest0"]["alive"] for s in states)
+    wait_for("both agents ready", ready, timeout=90)
+
+
+def serving_alone(host: str) -> bool:
+    vm = (agent_state(host) or {}).get("vms", {}).get("guest0", {})
+    return vm.get("alive") and vm.get("mode") == "none" and vm.get("running") and not vm.get("fenced")
+
+
+def roles() -> dict:
+    return {host: vms["guest0"]["mode"] for host, vms in vm_info().items() if vms and "guest0" in vms}
+
+
+def reprotect(repaired: str, survivor: str, restart: bool) -> None:
+    """Put the pair back: survivor primary, repaired its secondary (after a reboot if it lost its power)."""
+    if restart:
+        lab_cmd("restart", repaired)
+    ansible("ansible-playbook", "playbooks/reprotect.yml")
+    assert roles() == {survivor: "primary", repaired: "secondary"}
+    agents_ready()
+
+
+def fault(tag: str, make_fault, survivor: str) -> float:
+    """Make the fault under load; wait until survivor serves alone; assert the users' view. Returns the
+    seconds to the first answer to a request sent after the fault."""
+    with ClientLoad(tag) as load, ArpWatch() as arp, Prober() as probe:
+        load.wait_acks(20)
+        t0 = time.monotonic()
+        make_fault()
+        first = probe.first_answer_after(t0)
+        wait_for(f"{survivor} serves the guest alone", lambda: serving_alone(survivor), timeout=60)
+        load.wait_acks(20)
+        gap = load.longest_gap(t0)
+    assert not load.errors, load.errors
+    assert load.lost() == [], "acknowledged records lost"
+    load.held.ping()
+    assert load.held.put(f"{tag}-held") > 0, "the connection opened before the fault no longer works"
+    assert arp.both_answered() == [], "two guests answered the guest's address"
+    assert arp.answering(t0 + 5) == {survivor}, arp.replies.keys()
+    last = json.loads(on_host(survivor, "tail -n1 /var/lib/colo-ft/vms/guest0/failovers.jsonl").stdout)
+    assert last["by"] == "colo-ft-agent", last
+    record_metric(f"ha_{tag}_first_answer_s", round(first, 3))
+    record_metric(f"ha_{tag}_longest_gap_s", round(gap, 3))
+    return first
+
+
+@pytest.fixture(scope="module", autouse=True)
+def protected_pair():
+    """test_colo leaves colo-a alone (colo-b crashed) with the agents in maintenance: switch them on, protect."""
+    ansible("ansible-playbook", "playbooks/maintenance.yml", "-e", "colo_maintenance=off", check=False)
+    now = roles()
+    if now != {"colo-a": "primary", "colo-b": "secondary"}:
+        if now.get("colo-a") != "none":
+            pytest.fail(f"test_ha expects colo-a serving alone after test_colo; found {now}")
+        reprotect("colo-b", "colo-a", restart=True)
+    ansible("ansible-playbook", "playbooks/maintenance.yml", "-e", "colo_maintenance=off")
+    agents_ready()
+
+
+def test_primary_power_cut():
+    fault("primary_power_cut", lambda: lab_cmd("crash", "colo-a"), "colo-b")
+    reprotect("colo-a", "colo-b", restart=True)
+
+
+def test_secondary_power_cut():
+    fault("secondary_power_cut", lambda: lab_cmd("crash", "colo-a"), "colo-b")
+    reprotect("colo-a", "colo-b", restart=True)
+
+
+def qemu_pid(host: str) -> int:
+    return int(on_host(host, "cat /run/colo-ft/guest0/qemu.pid 2>/dev/null || "
+                             "cat /var/lib/colo-ft/vms/guest0/qemu.pid").stdout.strip())
+
+
+def test_primary_qemu_killed():
+    pid = qemu_pid("colo-b")
+    fault("primary_qemu_killed", lambda: on_host("colo-b", f"kill -KILL {pid}"), "colo-a")
+    reprotect("colo-b", "colo-a", restart=False)
+
+
+def test_secondary_qemu_killed():
+    pid = qemu_pid("colo-b")
+    fault("secondary_qemu_killed", lambda: on_host("colo-b", f"kill -KILL {pid}"), "colo-a")
+    reprotect("colo-b", "colo-a", restart=False)
+
+
+def test_every_link_between_the_hosts_cut():
+    """Both hosts alive, nothing between them: the arbiter gives quorum to the primary's side only; the
+    secondary's side fences its guest."""
+    try:
+        fault("split", lambda: lab_cmd("split"), "colo-a")
+        fenced = wait_for("colo-b fences its guest", lambda: (agent_state("colo-b") or {}).get("vms", {})
+                          .get("guest0", {}).get("fenced"), timeout=30)
+        assert fenced
+        assert agent_state("colo-b")["quorate"] is False
+    finally:
+        lab_cmd("heal", "split")
+    reprotect("colo-b", "colo-a", restart=False)
+
+
+def test_corosync_killed_on_the_secondary():
+    fault("corosync_killed", lambda: on_host("colo-b", "pkill -KILL -x corosync"), "colo-a")
+    on_host("colo-b", "systemctl restart corosync corosync-qdevice")
+    reprotect("colo-b", "colo-a", restart=False)
+
+
+def test_primary_frozen_then_thawed():
+    """A host that hangs for 10 s and comes back must find its guest taken over and stop its own."""
+    def freeze_for_10s() -> None:
+        lab_cmd("freeze", "colo-a")
+        time.sleep(10)
+        lab_cmd("thaw", "colo-a")
+    fault("primary_frozen", freeze_for_10s, "colo-b")
+    wait_for("the thawed host fences its guest",
+             lambda: (agent_state("colo-a") or {}).get("vms", {}).get("guest0", {}).get("fenced"), timeout=30)
+    reprotect("colo-a", "colo-b", restart=False)
+
+
+def test_arbiter_down_keeps_the_pair_protected():
+    """Without the arbiter both hosts still hold 2 of 3 votes: nothing fails over, COLO goes on."""
+    lab_cmd("crash", "colo-arbiter")
+    try:
+        time.sleep(5)
+        assert roles() == {"colo-b": "primary", "colo-a": "secondary"}
+        assert all(agent_state(host)["quorate"] for host in HOSTS)
+    finally:
+        lab_cmd("restart", "colo-arbiter")
+    wait_for("the quorum device votes again", lambda: "Qdevice" in on_host(
+        "colo-a", "corosync-quorumtool -s", check=False).stdout and "3" in on_host(
+        "colo-a", "corosync-quorumtool -s | sed -n 's/^Total votes: *//p'", check=False).stdout, timeout=60)

@@ -12,7 +12,8 @@ import sys
 import time
 
 from . import chroot, hosts, image, net
-from .config import CLIENT_NS, FREEZER, STRANGER_NS, GUEST_ADDR, HOSTS, INSTANCE, HOSTS_BY_NAME, LINKS_BY_NAME, REPO, STATE, SWITCH_NS
+from .config import (CLIENT_NS, FREEZER, GUEST_ADDR, HOSTS, INSTANCE, LINKS_BY_NAME, MACHINES, MACHINES_BY_NAME, REPO, STATE,
+                     STRANGER_NS, SWITCH_NS)
 from .inventory import INVENTORY, write_inventory
 from .util import LabError, log
 
@@ -39,9 +40,9 @@ def lab_lock(command: str):
 
 def _host(name: str):
     try:
-        return HOSTS_BY_NAME[name]
+        return MACHINES_BY_NAME[name]
     except KeyError:
-        raise LabError(f"unknown host {name!r}; the lab's hosts are {', '.join(HOSTS_BY_NAME)}") from None
+        raise LabError(f"unknown host {name!r}; the lab's hosts are {', '.join(MACHINES_BY_NAME)}") from None
 
 
 def _ports(link: str) -> list[str]:
@@ -51,6 +52,8 @@ def _ports(link: str) -> list[str]:
         host = _host(name)
         if iface not in LINKS_BY_NAME or iface == "mgmt0":
             raise LabError(f"unknown interface {iface!r}; use eth0, eth1 or eth2")
+        if iface not in host.links:
+            raise LabError(f"{name} has no {iface}; its links are {', '.join(host.links[1:])}")
         return [host.peer(iface)]
     if link in ("eth1", "eth2"):
         return [host.peer(link) for host in HOSTS]
@@ -67,15 +70,17 @@ def cmd_up(_args) -> None:
     image_dir, guest_dir = image.ensure_image(), image.ensure_guest()
     hosts.ensure_ssh_key()
     net.ensure_switches()
-    for host in HOSTS:
-        hosts.boot(host, image_dir, guest_dir)
+    # All boot at once; then wait for each.
+    started_procs = [(host, hosts.start(host, image_dir, guest_dir)) for host in MACHINES]
+    for host, proc in started_procs:
+        hosts.wait_booted(host, proc)
     path = write_inventory(guest_dir)
     log(f"lab up in {time.monotonic() - started:.1f}s; inventory: {path}")
 
 
 def cmd_down(_args) -> None:
     chroot.remove_leftovers()
-    for host in HOSTS:
+    for host in MACHINES:
         hosts.kill_all(host)
         (STATE / "hosts" / host.name / "nspawn.pid").unlink(missing_ok=True)
         hosts.unmount_root(host)
@@ -92,18 +97,19 @@ def cmd_chroot(args) -> int:
 
 def cmd_status(_args) -> None:
     print(f"switches: {'up' if net.netns_exists(SWITCH_NS) else 'down'}")
-    for host in HOSTS:
+    for host in MACHINES:
         print(f"{host.name}: {hosts.status(host)}")
-    for host in HOSTS:
-        for iface in ("eth0", "eth1", "eth2"):
+    for host in MACHINES:
+        for iface in host.links[1:]:
             port = host.peer(iface)
             if net.link_exists(port, SWITCH_NS):
-                print(f"link {host.name}:{iface}: {'up' if net.port_is_up(port) else 'cut'}")
+                isolated = " (isolated)" if net.port_is_isolated(port) else ""
+                print(f"link {host.name}:{iface}: {'up' if net.port_is_up(port) else 'cut'}{isolated}")
     print(f"inventory: {INVENTORY if INVENTORY.exists() else 'none'}")
 
 
 def cmd_crash(args) -> None:
-    hosts.crash(_host(args.host), silent=args.silent)
+    hosts.crash(_host(args.host), loud=args.loud)
 
 
 def cmd_freeze(args) -> None:
@@ -126,8 +132,27 @@ def cmd_cut(args) -> None:
 
 
 def cmd_heal(args) -> None:
+    if args.link == "split":
+        _split(False)
+        return
     for port in _ports(args.link):
         net.set_port(port, up=True)
+
+
+def cmd_split(_args) -> None:
+    _split(True)
+
+
+def _split(split: bool) -> None:
+    """Split (or heal) the pair: no path between colo-a and colo-b, while both still reach the client
+    namespace, the arbiter and the machine. The direct links are cut and, on the client and management
+    switches, the two hosts' ports are isolated (isolated ports cannot talk to each other, but still reach
+    every other port)."""
+    for port in _ports("eth1") + _ports("eth2"):
+        net.set_port(port, up=not split)
+    for host in HOSTS:
+        for iface in ("mgmt0", "eth0"):
+            net.set_isolated(host.peer(iface), split)
 
 
 def cmd_ssh(args) -> int:
@@ -171,25 +196,29 @@ The test guest ({GUEST_ADDR}: HTTP on 80, ledger on 7000) runs protected by COLO
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="colo-lab", description="Two Debian 13 hosts (systemd-nspawn) wired like the "
-                                     "COLO seed: client switch on eth0, forward link eth1, checkpoint link eth2.")
+    parser = argparse.ArgumentParser(prog="colo-lab", description="Two Debian 13 hosts and an arbiter (systemd-nspawn) "
+                                     "wired like the COLO seed: client switch on eth0, forward link eth1, checkpoint "
+                                     "link eth2; the arbiter on the client switch only.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build", help="build (or reuse) the cached host image, local apt repository and test guest")
-    sub.add_parser("up", help="build what is missing, boot colo-a and colo-b, write the inventory (idempotent)")
+    sub.add_parser("up", help="build what is missing, boot colo-a, colo-b and colo-arbiter, write the inventory "
+                   "(idempotent)")
     sub.add_parser("down", help="remove everything the lab made except the image cache")
     sub.add_parser("status", help="say what runs")
     p = sub.add_parser("chroot", help="run a command with a throw-away root at DIR: the host image with QEMU and "
                        "pytest installed (default command: a shell in it); DIR is removed when it ends")
     p.add_argument("dir")
     p.add_argument("command", nargs=argparse.REMAINDER)
-    for name, text in (("crash", "power cut: all of HOST's processes die at once"),
+    for name, text in (("crash", "power cut: HOST's links go dark, then all its processes die at once"),
                        ("freeze", "hang HOST"), ("thaw", "resume a frozen HOST"),
                        ("restart", "power HOST off (if on) and boot it (links back up)")):
         sub.add_parser(name, help=text).add_argument("host")
-    sub.choices["crash"].add_argument("--silent", action="store_true",
-                                      help="its links go dark first: peers hear no FIN or RST, as in a real power cut")
-    for name, text in (("cut", "unplug LINK"), ("heal", "plug LINK back")):
+    sub.choices["crash"].add_argument("--loud", action="store_true",
+                                      help="kill with the links up: the dying kernel sends FIN/RST to every peer")
+    for name, text in (("cut", "unplug LINK"), ("heal", "plug LINK back (split: end a split)")):
         sub.add_parser(name, help=f"{text}: eth1, eth2 or HOST:eth0|eth1|eth2").add_argument("link")
+    sub.add_parser("split", help="no path between colo-a and colo-b (eth1, eth2 cut, their client-switch ports isolated "
+                   "from each other); both still reach the client namespace and the arbiter. `heal split` ends it")
     p = sub.add_parser("ssh", help="a shell or a command on HOST")
     p.add_argument("host")
     p.add_argument("command", nargs=argparse.REMAINDER)

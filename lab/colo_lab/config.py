@@ -56,6 +56,7 @@ class Host:
     name: str
     octet: int
     group: str
+    links: tuple[str, ...] = tuple(link.name for link in LINKS)  # the interfaces it has
 
     @property
     def netns(self) -> str:
@@ -73,8 +74,12 @@ class Host:
         return f"{self.name[-1]}-{link}"
 
 
-HOSTS = (Host("colo-a", 11, "colo_primary"), Host("colo-b", 12, "colo_secondary"))
+HOSTS = (Host("colo-a", 11, "colo_primary"), Host("colo-b", 12, "colo_secondary"))  # the COLO pair
 HOSTS_BY_NAME = {host.name: host for host in HOSTS}
+# The third machine: the quorum witness (corosync-qnetd), on the management net and the client switch only.
+ARBITER = Host("colo-arbiter", 13, "colo_arbiter", ("mgmt0", "eth0"))
+MACHINES = (*HOSTS, ARBITER)  # every container of the lab
+MACHINES_BY_NAME = {host.name: host for host in MACHINES}
 
 CLIENT_ADDR = f"{NET}.1.100/24"
 STRANGER_OCTET = 99  # its address on eth1 and eth2 (the forward and checkpoint links)

@@ -140,6 +140,11 @@ def kill_cgroup(cgroup: Path, thaw: bool = False) -> list[int]:
 
 def boot(host: Host, image: Path, guest: Path) -> None:
     """Boot the host if it is not running, and wait until it accepts ssh."""
+    wait_booted(host, start(host, image, guest))
+
+
+def start(host: Host, image: Path, guest: Path) -> subprocess.Popen | None:
+    """Start the host's systemd-nspawn if it is not running (the new process; None when it ran already)."""
     proc = None
     if nspawn_pid(host) is None:
         if cgroup_pids(host):  # leftovers of a run that lost its nspawn: power them off
@@ -158,7 +163,11 @@ def boot(host: Host, image: Path, guest: Path) -> None:
                                 env={**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"})
         _pidfile(host).write_text(str(proc.pid))
         log(f"{host.name}: booting (nspawn PID {proc.pid})")
+    return proc
 
+
+def wait_booted(host: Host, proc: subprocess.Popen | None) -> None:
+    """Wait until the host accepts ssh and its systemd has finished booting (proc: from start)."""
     # While nspawn replaces the sh that started it, its cmdline reads empty for a moment: ask the
     # Popen object, where there is one, whether it has really ended.
     def died() -> bool:
@@ -225,22 +234,22 @@ def kill_all(host: Host) -> None:
     kill_cgroup(_cgroup(host), thaw=True)
 
 
-def crash(host: Host, silent: bool = False) -> None:
-    """A power cut: all processes die at once; runtime network state is lost; the disk stays.
+def crash(host: Host, loud: bool = False) -> None:
+    """A power cut, silent as a real one: the host's links go dark, then all its processes die at once;
+    runtime network state is lost; the disk stays.
 
-    silent: the host's links go dark first, so the sockets the dying processes close send nothing -
-    peers get no FIN or RST, as from a real power cut. Without it the dying kernel still resets its
-    connections, which ends a peer's wait at once (the default until the runtime yanks a dead peer's
-    streams itself: a lost secondary's NBD child otherwise blocks its primary until TCP gives up).
+    The links go first so that the sockets the dying processes close send nothing: peers get no FIN or RST,
+    their connections to the host just stop answering. loud: kill with the links still up, so the dying
+    kernel resets its connections and every peer's wait ends at once (not what a power cut does).
     """
     if nspawn_pid(host) is None and not cgroup_pids(host):
         raise LabError(f"{host.name} is not running")
-    if silent:
+    if not loud:
         unplug_host(host)
     kill_all(host)
     _pidfile(host).unlink(missing_ok=True)
     drop_host_net(host)
-    log(f"{host.name}: crashed ({'links dark, then ' if silent else ''}all processes killed; network state lost)")
+    log(f"{host.name}: crashed ({'' if loud else 'links dark, then '}all processes killed; network state lost)")
 
 
 def shutdown(host: Host) -> None:

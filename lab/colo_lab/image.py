@@ -30,7 +30,9 @@ HOST_PACKAGES = (
 # Served to the hosts by the local apt repository, not installed: the roles install them.
 REPO_SUITE = "trixie-backports"  # QEMU >= 11 (trixie's 10.0 is broken for COLO)
 REPO_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "rsync", "iptables", "nftables", "openssl",
-                 "python3-pytest", "ansible-core")
+                 "python3-pytest", "ansible-core",
+                 # Membership and quorum (role colo_cluster); the agent loads the client libraries with ctypes.
+                 "corosync", "corosync-qdevice", "corosync-qnetd", "libcpg4", "libquorum5", "libvotequorum8", "libcmap4")
 # Installed from that repository into the throw-away roots of `colo-lab chroot` (chroot.py), where
 # the runtime tests (tests/lab/runtime) run QEMU, pytest and, for the one-host playbook of every
 # module, Debian's ansible-core.

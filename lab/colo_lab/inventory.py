@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import GUEST_ADDR, GUEST_MAC, GUEST_MOUNT, HOSTS, STATE
+from .config import ARBITER, GUEST_ADDR, GUEST_MAC, GUEST_MOUNT, HOSTS, STATE
 from .hosts import KEEPALIVE_OPTS, SSH_KEY, SSH_OPTS
 
 INVENTORY = STATE / "inventory.yml"
@@ -14,7 +14,7 @@ INVENTORY = STATE / "inventory.yml"
 def _host_vars(host) -> dict:
     return {
         "ansible_host": host.address("mgmt0"),
-        "colo_client_nic": "eth0",
+        "colo_client_nic": "eth0", "colo_client_address": host.address("eth0"),
         "colo_forward_nic": "eth1", "colo_forward_address": host.address("eth1"),
         "colo_checkpoint_nic": "eth2", "colo_checkpoint_address": host.address("eth2"),
     }
@@ -44,6 +44,8 @@ def write_inventory(guest_dir: Path) -> Path:
     groups: dict = {}
     for host in HOSTS:
         groups.setdefault(host.group, {"hosts": {}})["hosts"][host.name] = _host_vars(host)
+    groups[ARBITER.group] = {"hosts": {ARBITER.name: {"ansible_host": ARBITER.address("mgmt0"),
+                                                      "colo_client_address": ARBITER.address("eth0")}}}
     inventory = {"all": {
         "vars": {
             "ansible_user": "root",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import (CLIENT_ADDR, CLIENT_NS, HOSTS, LINKS, LINKS_BY_NAME, MGMT_ADDR, MGMT_IF, STRANGER_NS, STRANGER_OCTET,
+from .config import (CLIENT_ADDR, CLIENT_NS, LINKS, LINKS_BY_NAME, MACHINES, MGMT_ADDR, MGMT_IF, STRANGER_NS, STRANGER_OCTET,
                      SWITCH_NS, Host)
 from .util import LabError, run
 
@@ -76,11 +76,11 @@ def _plug(port: str, bridge: str) -> None:
 
 
 def ensure_host_net(host: Host) -> None:
-    """Create the host's namespace with its four links, if it is not there already."""
+    """Create the host's namespace with its links, if it is not there already."""
     if netns_exists(host.netns) and link_exists("mgmt0", host.netns):
         return
     _add_netns(host.netns)
-    for link in LINKS:
+    for link in (LINKS_BY_NAME[name] for name in host.links):
         peer = host.peer(link.name)
         if link_exists(peer, SWITCH_NS):  # left over from an interrupted start
             run(["ip", "link", "del", peer], netns=SWITCH_NS)
@@ -114,7 +114,7 @@ def unplug_host(host: Host) -> list[str]:
     if not netns_exists(SWITCH_NS):
         return []
     present = link_names(run(["ip", "-o", "link", "show"], capture=True, netns=SWITCH_NS).stdout)
-    ports = [host.peer(link.name) for link in LINKS if host.peer(link.name) in present]
+    ports = [host.peer(name) for name in host.links if host.peer(name) in present]
     if ports:
         run(["ip", "-batch", "-"], input=ports_down_batch(ports), capture=True, netns=SWITCH_NS)
     return ports
@@ -124,8 +124,8 @@ def drop_host_net(host: Host) -> None:
     """Delete the host's namespace; its veths (and their switch ends) go with it."""
     if netns_exists(host.netns):
         run(["ip", "netns", "del", host.netns])
-    for link in LINKS:  # a namespace still held by a process keeps its veths: remove them
-        peer = host.peer(link.name)
+    for name in host.links:  # a namespace still held by a process keeps its veths: remove them
+        peer = host.peer(name)
         if netns_exists(SWITCH_NS) and link_exists(peer, SWITCH_NS):
             run(["ip", "link", "del", peer], netns=SWITCH_NS, check=False, capture=True)
 
@@ -142,8 +142,20 @@ def port_is_up(port: str) -> bool:
     return "state DOWN" not in out and ",UP" in out
 
 
+def set_isolated(port: str, isolated: bool) -> None:
+    """Isolate a client-switch port: isolated ports reach no other isolated port, but every other port still."""
+    if not link_exists(port, SWITCH_NS):
+        raise LabError(f"no such lab link end {port}: is the lab up?")
+    run(["bridge", "link", "set", "dev", port, "isolated", "on" if isolated else "off"], netns=SWITCH_NS)
+
+
+def port_is_isolated(port: str) -> bool:
+    out = run(["bridge", "-d", "link", "show", "dev", port], capture=True, check=False, netns=SWITCH_NS).stdout
+    return "isolated on" in out
+
+
 def teardown() -> None:
-    for host in HOSTS:
+    for host in MACHINES:
         drop_host_net(host)
     for name in (CLIENT_NS, STRANGER_NS, SWITCH_NS):
         if netns_exists(name):

@@ -35,6 +35,14 @@ def on_host(host: str, command: str, check: bool = True, timeout: float = 300) -
     return lab_cmd("ssh", host, command, check=check, timeout=timeout)
 
 
+def quorum(host: str) -> dict[str, str]:
+    """`corosync-quorumtool -s` on host as {field: value} ("Quorate": "Yes", "Total votes": "3", ...); {} without
+    a running corosync."""
+    out = on_host(host, "corosync-quorumtool -s", check=False, timeout=30).stdout
+    return {key.strip(): value.strip() for key, sep, value in (line.partition(":") for line in out.splitlines())
+            if sep and value.strip()}
+
+
 def in_client(*argv: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     return lab_cmd("client", *argv, check=check, timeout=timeout)
 

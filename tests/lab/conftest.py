@@ -21,7 +21,8 @@ def pytest_configure(config):
 
 # The lab is one shared pair of hosts: files run in this order (stable within a file), and taking the
 # lab down comes last of all.
-ORDER = ["test_lab.py", "test_guest_unprotected.py", "test_bad_input.py", "test_colo.py", "test_ha.py"]
+ORDER = ["test_lab.py", "test_cluster.py", "test_guest_unprotected.py", "test_bad_input.py", "test_colo.py",
+         "test_ha.py"]
 
 
 def pytest_collection_modifyitems(items):

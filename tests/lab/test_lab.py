@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-from colo_lab.config import HOSTS_BY_NAME
+from colo_lab.config import ARBITER, CLIENT_ADDR, HOSTS_BY_NAME
 from colo_lab.testing import LAB, ansible, client_netns, in_client, lab_cmd, on_host
 
 A, B = HOSTS_BY_NAME["colo-a"], HOSTS_BY_NAME["colo-b"]
@@ -19,7 +19,7 @@ def reaches(host: str, address: str) -> bool:
 
 def nspawn_pids() -> dict:
     from colo_lab import hosts
-    return {h.name: hosts.nspawn_pid(h) for h in (A, B)}
+    return {h.name: hosts.nspawn_pid(h) for h in (A, B, ARBITER)}
 
 
 def test_up_again_changes_nothing(lab):
@@ -30,9 +30,9 @@ def test_up_again_changes_nothing(lab):
 
 def test_hosts_run_systemd_and_answer_ansible(lab):
     result = ansible("ansible", "all", "-m", "ansible.builtin.setup", "-a", "filter=ansible_distribution*")
-    assert result.stdout.count("SUCCESS") == 2
+    assert result.stdout.count("SUCCESS") == 3
     assert '"ansible_distribution_major_version": "13"' in result.stdout
-    for host in ("colo-a", "colo-b"):
+    for host in ("colo-a", "colo-b", "colo-arbiter"):
         assert on_host(host, "systemctl is-system-running").stdout.strip() == "running"
         assert on_host(host, "hostname").stdout.strip() == host
 
@@ -47,6 +47,31 @@ def test_topology(lab):
     assert "default" not in on_host("colo-a", "ip route").stdout
     policy = on_host("colo-a", "apt-get update -qq && apt-cache policy qemu-system-x86").stdout
     assert "Candidate: 1:11." in policy and "file:/srv/colo-lab/apt" in policy
+
+
+def test_arbiter_is_on_the_client_switch_only(lab):
+    assert on_host(ARBITER.name, "ls /sys/class/net").stdout.split() == ["eth0", "lo", "mgmt0"]
+    assert reaches(ARBITER.name, A.address("eth0")) and reaches("colo-b", ARBITER.address("eth0"))
+    assert in_client("ping", "-c1", "-W1", ARBITER.address("eth0"), check=False).returncode == 0
+    assert not reaches(ARBITER.name, A.address("eth2"))
+
+
+def test_split_cuts_every_path_between_the_hosts_and_heal_ends_it(lab):
+    lab_cmd("split")
+    try:
+        status = lab_cmd("status").stdout
+        assert all(f"link {h}:{i}: cut" in status for h in ("colo-a", "colo-b") for i in ("eth1", "eth2")), status
+        assert all(f"link {h}:eth0: up (isolated)" in status for h in ("colo-a", "colo-b")), status
+        for link in ("mgmt0", "eth0", "eth1", "eth2"):
+            assert not reaches("colo-a", B.address(link)), link
+        for host in ("colo-a", "colo-b"):  # both still reach the arbiter and the client namespace
+            assert reaches(host, ARBITER.address("eth0")) and reaches(host, CLIENT_ADDR.partition("/")[0])
+            assert in_client("ping", "-c1", "-W1", HOSTS_BY_NAME[host].address("eth0"), check=False).returncode == 0
+    finally:
+        lab_cmd("heal", "split")
+    assert "isolated" not in lab_cmd("status").stdout
+    on_host("colo-a", f"for i in 1 2 3 4 5; do ping -c1 -W1 {B.address('eth0')} && ping -c1 -W1 {B.address('eth2')} "
+                      "&& exit 0; sleep 1; done; exit 1")
 
 
 def test_cut_and_heal_a_link(lab):
@@ -93,6 +118,20 @@ def test_crash_loses_processes_keeps_disk_and_restart_boots(lab):
     # A lab host has no kernel of its own: boot_id is the machine's, so the checks above are what
     # tells a restarted host from a running one.
     assert boot_id
+
+
+def test_the_arbiter_freezes_crashes_and_restarts(lab):
+    lab_cmd("freeze", ARBITER.name)
+    try:
+        assert "colo-arbiter: frozen" in lab_cmd("status").stdout
+    finally:
+        lab_cmd("thaw", ARBITER.name)
+    lab_cmd("crash", ARBITER.name)
+    assert "colo-arbiter: stopped" in lab_cmd("status").stdout
+    assert not reaches("colo-a", ARBITER.address("eth0"))
+    lab_cmd("restart", ARBITER.name)
+    assert on_host(ARBITER.name, "systemctl is-system-running").stdout.strip() == "running"
+    assert reaches("colo-a", ARBITER.address("eth0"))
 
 
 # On the host that crashes: accept connections and hold them, never reading; what a peer sent stays queued,
@@ -147,7 +186,7 @@ def test_crash_is_silent_no_fin_or_rst_reaches_a_peer(lab):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert peer.stdout.readline().strip() == "connected", peer.stderr.read()
         started = time.monotonic()
-        lab_cmd("crash", "--silent", "colo-b")
+        lab_cmd("crash", "colo-b")
         crash_s = time.monotonic() - started
         client.settimeout(4)
         try:

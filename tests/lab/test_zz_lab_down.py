@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from colo_lab.config import CLIENT_NS, FREEZER, HOSTS, MGMT_IF, STATE, STRANGER_NS, SWITCH_NS
+from colo_lab.config import CLIENT_NS, FREEZER, MACHINES, MGMT_IF, STATE, STRANGER_NS, SWITCH_NS
 from colo_lab.testing import lab_cmd
 
 
@@ -15,7 +15,7 @@ def test_down_leaves_nothing(lab):
     assert not STATE.exists()
     mounts = Path("/proc/self/mounts").read_text()
     assert str(STATE) not in mounts
-    for name in [h.netns for h in HOSTS] + [CLIENT_NS, STRANGER_NS, SWITCH_NS]:
+    for name in [h.netns for h in MACHINES] + [CLIENT_NS, STRANGER_NS, SWITCH_NS]:
         assert not Path(f"/run/netns/{name}").exists(), name
     assert not Path(f"/sys/class/net/{MGMT_IF}").exists()
     assert not FREEZER.exists()

@@ -57,17 +57,17 @@ def test_unplug_host_without_switches_does_nothing(monkeypatch):
     assert net.unplug_host(B) == []
 
 
-def test_a_silent_crash_darkens_the_links_before_any_process_dies(monkeypatch, tmp_path):
+def test_a_crash_darkens_the_links_before_any_process_dies(monkeypatch, tmp_path):
     order = []
     monkeypatch.setattr(hosts, "nspawn_pid", lambda host: 4242)
     monkeypatch.setattr(hosts, "_pidfile", lambda host: tmp_path / "nspawn.pid")
     monkeypatch.setattr(hosts, "unplug_host", lambda host: order.append(("dark", host.name)))
     monkeypatch.setattr(hosts, "kill_all", lambda host: order.append(("kill", host.name)))
     monkeypatch.setattr(hosts, "drop_host_net", lambda host: order.append(("drop", host.name)))
-    hosts.crash(B, silent=True)
+    hosts.crash(B)
     assert order == [("dark", "colo-b"), ("kill", "colo-b"), ("drop", "colo-b")]
     order.clear()
-    hosts.crash(B)  # the default: the dying kernel still resets its connections
+    hosts.crash(B, loud=True)  # the dying kernel still resets its connections
     assert order == [("kill", "colo-b"), ("drop", "colo-b")]
 
 

@@ -56,6 +56,8 @@ def split_keeps(winner: str) -> float:
     """Mark winner as the COLO primary, split the pair: only winner stays quorate; heal: both again. The seconds
     from the split until the loser lost quorum."""
     loser = next(h for h in HOSTS if h != winner)
+    for host in HOSTS:  # an agent left by an earlier site.yml would keep the marker as its VMs say
+        on_host(host, "systemctl stop colo-ft-agent.service 2>/dev/null || true")
     on_host(winner, f"mkdir -p {MARKER.rsplit('/', 1)[0]} && touch {MARKER}")
     on_host(loser, f"rm -f {MARKER}")
     lab_cmd("split")

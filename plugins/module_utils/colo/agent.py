@@ -30,7 +30,8 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.corosync import Coros
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPConnectionError, QMPTimeout
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT
+from ansible_collections.colo.ft.plugins.module_utils.colo.records import read_record
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec
 
 BY = "colo-ft-agent"
 # A report that the peer's QEMU died counts for this long: a later, unrelated protection must not act on it.
@@ -97,17 +98,18 @@ class VMWatch(threading.Thread):
 
     def run(self) -> None:
         while True:
+            # The record and the pid only: Launcher.find would also query qmp.sock, the modules' monitor.
+            record = read_record(os.path.join(self.cfg.state_root, self.view.name)) or {}
             try:
-                spec, _record, status = self._launcher.find(self.view.name, self.cfg.state_root)
-            except ColoError:
+                spec = VMSpec.from_dict(record["spec"])
+            except (KeyError, TypeError, ColoError):
+                spec = None
+            pid = self._launcher.find_pid(spec) if spec is not None else None
+            if pid is None or not os.path.exists(spec.agent_qmp_path):
                 self._set(alive=False)
                 time.sleep(self.cfg.watch_interval_s)
                 continue
-            if status.pid is None or not os.path.exists(spec.agent_qmp_path):
-                self._set(alive=False)
-                time.sleep(self.cfg.watch_interval_s)
-                continue
-            self._watch(spec, status.pid)
+            self._watch(spec, pid)
 
     def _watch(self, spec, pid: int) -> None:
         client = QMPClient(spec.agent_qmp_path, timeout=self.cfg.hang_timeout_s, oob=True)

@@ -70,7 +70,7 @@ class Launcher:
         record = read_record(spec) or {}
         st = VMStatus(name=spec.name, running=False, state_dir=spec.state_dir, role=record.get("role"),
                       manager=record.get("manager"), started_at=record.get("started_at"))
-        st.pid = self._find_pid(spec)
+        st.pid = self.find_pid(spec)
         st.running = st.pid is not None
         if os.path.exists(spec.qmp_path):
             try:
@@ -109,7 +109,7 @@ class Launcher:
             raise InvalidSpec(f"{os.path.join(state_root, name, 'spec.json')} describes VM {spec.name!r}, not {name!r}")
         return spec, record, self.status(spec)
 
-    def _find_pid(self, spec: VMSpec) -> int | None:
+    def find_pid(self, spec: VMSpec) -> int | None:
         pid = process.read_pidfile(spec.pid_path)
         if pid and process.pid_alive(pid) and self._is_our_qemu(pid, spec):
             return pid
@@ -181,7 +181,7 @@ class Launcher:
     def plan_start(self, spec: VMSpec, role: str, argv: list[str]) -> tuple[bool, int | None]:
         """(True, pid) if this VM already runs as asked, (False, None) if nothing runs on its state
         directory; LaunchError if something else is there. Changes nothing (check mode uses it)."""
-        pid = self._find_pid(spec)
+        pid = self.find_pid(spec)
         name = self._answered_name(spec, pid)
         record = read_record(spec) if name is not None else None
         already = existing_verdict(spec, role, name, pid, record, process.read_cmdline(pid) if pid else None, argv)
@@ -244,14 +244,14 @@ class Launcher:
         deadline = time.monotonic() + self.start_timeout
         last = ""
         while time.monotonic() < deadline:
-            pid = self._find_pid(spec)
+            pid = self.find_pid(spec)
             if os.path.exists(spec.qmp_path):
                 try:
                     with QMPClient(spec.qmp_path, timeout=min(self.qmp_timeout, max(0.1, deadline - time.monotonic()))) as qmp:
                         name = qmp.execute("query-name").get("name")
                     if name != spec.name:
                         raise LaunchError(f"QEMU on {spec.qmp_path} reports name {name!r}, expected {spec.name!r}")
-                    return pid if pid is not None else self._find_pid(spec)
+                    return pid if pid is not None else self.find_pid(spec)
                 except (QMPConnectionError, QMPTimeout) as exc:
                     last = str(exc)
             if pid is None and not self._may_still_start(spec):
@@ -271,7 +271,7 @@ class Launcher:
     def stop(self, spec: VMSpec, timeout: float = 15.0, remove_tap: bool = False) -> StopResult:
         """quit via QMP; SIGTERM after timeout; SIGKILL 5 s later. Idempotent."""
         t0 = time.monotonic()
-        pid = self._find_pid(spec)
+        pid = self.find_pid(spec)
         quit_sent = False
         if os.path.exists(spec.qmp_path):
             try:

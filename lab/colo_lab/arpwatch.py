@@ -21,6 +21,7 @@ from .config import CLIENT_NS, GUEST_ADDR, HOSTS, SWITCH_NS
 from .testing import in_netns
 
 ETH_P_ARP = 0x0806
+ETH_P_ALL = 0x0003  # a bridge port's frames reach protocol-specific packet sockets only after the bridge took them
 PACKET_OUTGOING = 4
 
 
@@ -47,8 +48,12 @@ class ArpWatch:
         self._rx = {}
         with in_netns(SWITCH_NS):
             for host in HOSTS:
-                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-                sock.bind((host.peer("eth0"), 0))
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+                try:
+                    sock.bind((host.peer("eth0"), ETH_P_ALL))
+                except OSError:  # a host that is off has no port: its guest cannot answer
+                    sock.close()
+                    continue
                 sock.settimeout(0.2)
                 self._rx[host.name] = sock
 
@@ -80,10 +85,12 @@ class ArpWatch:
         while not self._stop.is_set():
             try:
                 frame, addr = sock.recvfrom(2048)
-            except (socket.timeout, OSError):
+            except socket.timeout:
                 continue
-            if addr[2] == PACKET_OUTGOING or len(frame) < 42:
-                continue  # frames the switch sends to the host, or runts
+            except OSError:  # the port went away with its host (a power cut)
+                return
+            if addr[2] == PACKET_OUTGOING or len(frame) < 42 or frame[12:14] != b"\x08\x06":
+                continue  # frames the switch sends to the host, runts, not ARP
             opcode, sender_ip = struct.unpack("!H", frame[20:22])[0], frame[28:32]
             if opcode == 2 and sender_ip == guest:
                 self.replies[host].append(time.monotonic())
@@ -107,7 +114,8 @@ class ArpWatch:
 
 def _interface(netns: str, ifname: str) -> tuple[bytes, str]:
     """MAC and IPv4 address of ifname in netns (ip(8): /sys shows the machine's own devices)."""
-    out = subprocess.run(["ip", "-n", netns, "-j", "-4", "addr", "show", "dev", ifname], check=True,
+    out = subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "dev", ifname], check=True,
                          capture_output=True, text=True).stdout
     info = json.loads(out)[0]
-    return bytes.fromhex(info["address"].replace(":", "")), info["addr_info"][0]["local"]
+    ipv4 = next(a["local"] for a in info["addr_info"] if a["family"] == "inet")
+    return bytes.fromhex(info["address"].replace(":", "")), ipv4

@@ -16,7 +16,7 @@ import time
 import pytest
 from colo_lab.arpwatch import ArpWatch
 from colo_lab.probe import Prober
-from colo_lab.testing import ClientLoad, ansible, lab_cmd, on_host, record_metric, vm_info
+from colo_lab.testing import ClientLoad, ansible, lab_cmd, on_host, quorum, record_metric, vm_info
 
 pytestmark = pytest.mark.usefixtures("lab")
 
@@ -62,16 +62,18 @@ def reprotect(repaired: str, survivor: str, restart: bool) -> None:
         lab_cmd("restart", repaired)
     ansible("ansible-playbook", "playbooks/reprotect.yml")
     assert roles() == {survivor: "primary", repaired: "secondary"}
-    agents_ready()
 
 
-def fault(tag: str, make_fault, survivor: str) -> float:
-    """Make the fault under load; wait until survivor serves alone; assert the users' view. Returns the
-    seconds to the first answer to a request sent after the fault."""
+def fault(tag: str, make_fault, survivor: str, then=None) -> float:
+    """Make the fault under load (then: what follows it, e.g. a thaw); wait until survivor serves alone; assert
+    the users' view. Returns the seconds from the fault to the first answer to a request sent after it (the fault
+    counts from the moment its command returned: the cut itself is a few ms earlier)."""
     with ClientLoad(tag) as load, ArpWatch() as arp, Prober() as probe:
         load.wait_acks(20)
-        t0 = time.monotonic()
         make_fault()
+        t0 = time.monotonic()
+        if then is not None:
+            then()
         first = probe.first_answer_after(t0)
         wait_for(f"{survivor} serves the guest alone", lambda: serving_alone(survivor), timeout=60)
         load.wait_acks(20)
@@ -82,7 +84,7 @@ def fault(tag: str, make_fault, survivor: str) -> float:
     assert load.held.put(f"{tag}-held") > 0, "the connection opened before the fault no longer works"
     assert arp.both_answered() == [], "two guests answered the guest's address"
     assert arp.answering(t0 + 5) == {survivor}, arp.replies.keys()
-    last = json.loads(on_host(survivor, "tail -n1 /var/lib/colo-ft/vms/guest0/failovers.jsonl").stdout)
+    last = json.loads(on_host(survivor, "tail -n1 /var/lib/colo-ft/failovers/guest0.jsonl").stdout)
     assert last["by"] == "colo-ft-agent", last
     record_metric(f"ha_{tag}_first_answer_s", round(first, 3))
     record_metric(f"ha_{tag}_longest_gap_s", round(gap, 3))
@@ -91,85 +93,101 @@ def fault(tag: str, make_fault, survivor: str) -> float:
 
 @pytest.fixture(scope="module", autouse=True)
 def protected_pair():
-    """test_colo leaves colo-a alone (colo-b crashed) with the agents in maintenance: switch them on, protect."""
-    ansible("ansible-playbook", "playbooks/maintenance.yml", "-e", "colo_maintenance=off", check=False)
+    """test_colo leaves one host serving alone (the other crashed) and the agents in maintenance: switch them
+    on and protect the guest again."""
     now = roles()
-    if now != {"colo-a": "primary", "colo-b": "secondary"}:
-        if now.get("colo-a") != "none":
-            pytest.fail(f"test_ha expects colo-a serving alone after test_colo; found {now}")
-        reprotect("colo-b", "colo-a", restart=True)
+    if sorted(now.values()) != ["primary", "secondary"]:
+        alone = [host for host, mode in now.items() if mode == "none"]
+        if len(alone) != 1:
+            pytest.fail(f"test_ha expects a protected pair or one host serving alone; found {now}")
+        repaired = next(host for host in HOSTS if host != alone[0])
+        reprotect(repaired, alone[0], restart=repaired not in now)
     ansible("ansible-playbook", "playbooks/maintenance.yml", "-e", "colo_maintenance=off")
     agents_ready()
 
 
+def layout() -> tuple[str, str]:
+    """(primary, secondary) now; each case starts from a protected pair with both agents ready."""
+    now = roles()
+    agents_ready()
+    return next(h for h, m in now.items() if m == "primary"), next(h for h, m in now.items() if m == "secondary")
+
+
 def test_primary_power_cut():
-    fault("primary_power_cut", lambda: lab_cmd("crash", "colo-a"), "colo-b")
-    reprotect("colo-a", "colo-b", restart=True)
+    primary, secondary = layout()
+    fault("primary_power_cut", lambda: lab_cmd("crash", primary), secondary)
+    reprotect(primary, secondary, restart=True)
 
 
 def test_secondary_power_cut():
-    fault("secondary_power_cut", lambda: lab_cmd("crash", "colo-a"), "colo-b")
-    reprotect("colo-a", "colo-b", restart=True)
+    primary, secondary = layout()
+    fault("secondary_power_cut", lambda: lab_cmd("crash", secondary), primary)
+    reprotect(secondary, primary, restart=True)
 
 
 def qemu_pid(host: str) -> int:
-    return int(on_host(host, "cat /run/colo-ft/guest0/qemu.pid 2>/dev/null || "
-                             "cat /var/lib/colo-ft/vms/guest0/qemu.pid").stdout.strip())
+    return int(on_host(host, "cat /run/colo-ft/guest0/qemu.pid").stdout.strip())
 
 
 def test_primary_qemu_killed():
-    pid = qemu_pid("colo-b")
-    fault("primary_qemu_killed", lambda: on_host("colo-b", f"kill -KILL {pid}"), "colo-a")
-    reprotect("colo-b", "colo-a", restart=False)
+    """The host stays up: its agent sees its QEMU end without a shutdown and tells the peer's at once."""
+    primary, secondary = layout()
+    pid = qemu_pid(primary)
+    fault("primary_qemu_killed", lambda: on_host(primary, f"kill -KILL {pid}"), secondary)
+    reprotect(primary, secondary, restart=False)
 
 
 def test_secondary_qemu_killed():
-    pid = qemu_pid("colo-b")
-    fault("secondary_qemu_killed", lambda: on_host("colo-b", f"kill -KILL {pid}"), "colo-a")
-    reprotect("colo-b", "colo-a", restart=False)
+    primary, secondary = layout()
+    pid = qemu_pid(secondary)
+    fault("secondary_qemu_killed", lambda: on_host(secondary, f"kill -KILL {pid}"), primary)
+    reprotect(secondary, primary, restart=False)
+
+
+def fenced(host: str) -> bool:
+    return bool((agent_state(host) or {}).get("vms", {}).get("guest0", {}).get("fenced"))
 
 
 def test_every_link_between_the_hosts_cut():
     """Both hosts alive, nothing between them: the arbiter gives quorum to the primary's side only; the
     secondary's side fences its guest."""
+    primary, secondary = layout()
     try:
-        fault("split", lambda: lab_cmd("split"), "colo-a")
-        fenced = wait_for("colo-b fences its guest", lambda: (agent_state("colo-b") or {}).get("vms", {})
-                          .get("guest0", {}).get("fenced"), timeout=30)
-        assert fenced
-        assert agent_state("colo-b")["quorate"] is False
+        fault("split", lambda: lab_cmd("split"), primary)
+        wait_for(f"{secondary} fences its guest", lambda: fenced(secondary), timeout=30)
+        assert agent_state(secondary)["quorate"] is False
     finally:
         lab_cmd("heal", "split")
-    reprotect("colo-b", "colo-a", restart=False)
+    reprotect(secondary, primary, restart=False)
 
 
 def test_corosync_killed_on_the_secondary():
-    fault("corosync_killed", lambda: on_host("colo-b", "pkill -KILL -x corosync"), "colo-a")
-    on_host("colo-b", "systemctl restart corosync corosync-qdevice")
-    reprotect("colo-b", "colo-a", restart=False)
+    """The secondary's agent loses corosync: it cannot know quorum, so it fences; the primary goes on alone."""
+    primary, secondary = layout()
+    fault("corosync_killed", lambda: on_host(secondary, "kill -KILL $(pidof corosync)"), primary)
+    wait_for(f"{secondary} fences its guest", lambda: fenced(secondary), timeout=30)
+    on_host(secondary, "systemctl restart corosync corosync-qdevice")
+    reprotect(secondary, primary, restart=False)
 
 
 def test_primary_frozen_then_thawed():
     """A host that hangs for 10 s and comes back must find its guest taken over and stop its own."""
-    def freeze_for_10s() -> None:
-        lab_cmd("freeze", "colo-a")
-        time.sleep(10)
-        lab_cmd("thaw", "colo-a")
-    fault("primary_frozen", freeze_for_10s, "colo-b")
-    wait_for("the thawed host fences its guest",
-             lambda: (agent_state("colo-a") or {}).get("vms", {}).get("guest0", {}).get("fenced"), timeout=30)
-    reprotect("colo-a", "colo-b", restart=False)
+    primary, secondary = layout()
+
+    fault("primary_frozen", lambda: lab_cmd("freeze", primary), secondary,
+          then=lambda: (time.sleep(10), lab_cmd("thaw", primary)))
+    wait_for(f"the thawed {primary} fences its guest", lambda: fenced(primary), timeout=30)
+    reprotect(primary, secondary, restart=False)
 
 
 def test_arbiter_down_keeps_the_pair_protected():
     """Without the arbiter both hosts still hold 2 of 3 votes: nothing fails over, COLO goes on."""
+    primary, secondary = layout()
     lab_cmd("crash", "colo-arbiter")
     try:
         time.sleep(5)
-        assert roles() == {"colo-b": "primary", "colo-a": "secondary"}
+        assert roles() == {primary: "primary", secondary: "secondary"}
         assert all(agent_state(host)["quorate"] for host in HOSTS)
     finally:
         lab_cmd("restart", "colo-arbiter")
-    wait_for("the quorum device votes again", lambda: "Qdevice" in on_host(
-        "colo-a", "corosync-quorumtool -s", check=False).stdout and "3" in on_host(
-        "colo-a", "corosync-quorumtool -s | sed -n 's/^Total votes: *//p'", check=False).stdout, timeout=60)
+    wait_for("the quorum device votes again", lambda: all(quorum(host).get("Total votes") == "3" for host in HOSTS), 60)

@@ -1,14 +1,15 @@
 """The failover log of a VM: every take-over, release and self-fence, on disk.
 
-<state_dir>/failovers.jsonl holds one JSON object per line, oldest first: when (UTC, ISO 8601),
-vm, host, action (took_over: this side took the guest over after losing its primary; released:
-this primary stopped waiting for a lost secondary; fenced: this side stopped its guest because
-it lost quorum, so that the other side may take over), why, by (the agent or colo.ft.failover)
-and qemu_pid, the QEMU the entry is about.
+LOG_DIR/<vm>.jsonl (on disk: it outlives a power cut, unlike the VM's state directory in /run) holds
+one JSON object per line, oldest first: when (UTC, ISO 8601), vm, host, action (took_over: this side
+took the guest over after losing its primary; released: this primary stopped waiting for a lost
+secondary; fenced: this side stopped its guest because it lost quorum, so that the other side may
+take over), why, by (the agent or colo.ft.failover), and the QEMU the entry is about: qemu_pid and
+the boot_id of the host's kernel (a pid is unique only within one boot).
 
 A fenced QEMU is given up: the other side may run the guest by now, so nothing may resume this
-one (given_up(); the failover planners refuse it). A QEMU started afterwards has another pid and is
-not given up: re-protection stops the given-up QEMU and starts a fresh secondary.
+one (given_up(); the failover planners refuse it). A QEMU started afterwards is another process and
+is not given up: re-protection stops the given-up QEMU and starts a fresh secondary.
 """
 from __future__ import annotations
 
@@ -20,22 +21,31 @@ from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
+LOG_DIR = "/var/lib/colo-ft/failovers"
 ACTIONS = ("took_over", "released", "fenced")
 # What a failover plan's lost side means for this side's entry.
 ACTION_OF_LOST = {"primary": "took_over", "secondary": "released"}
 
 
-def path(spec: VMSpec) -> str:
-    return os.path.join(spec.state_dir, "failovers.jsonl")
+def path(spec: VMSpec, log_dir: str = LOG_DIR) -> str:
+    return os.path.join(log_dir, f"{spec.name}.jsonl")
 
 
-def append(spec: VMSpec, action: str, why: str, by: str, qemu_pid: int | None) -> dict[str, Any]:
+def boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
+def append(spec: VMSpec, action: str, why: str, by: str, qemu_pid: int | None,
+           log_dir: str = LOG_DIR) -> dict[str, Any]:
     """Write one entry (flushed and fsynced before it returns: a fence must outlive a power cut)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown failover log action {action!r}")
     entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "vm": spec.name,
-             "host": socket.gethostname(), "action": action, "why": why, "by": by, "qemu_pid": qemu_pid}
-    fd = os.open(path(spec), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+             "host": socket.gethostname(), "action": action, "why": why, "by": by, "qemu_pid": qemu_pid,
+             "boot_id": boot_id()}
+    os.makedirs(log_dir, mode=0o700, exist_ok=True)
+    fd = os.open(path(spec, log_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a") as f:
         f.write(json.dumps(entry, sort_keys=True) + "\n")
         f.flush()
@@ -43,10 +53,10 @@ def append(spec: VMSpec, action: str, why: str, by: str, qemu_pid: int | None) -
     return entry
 
 
-def entries(spec: VMSpec) -> list[dict[str, Any]]:
+def entries(spec: VMSpec, log_dir: str = LOG_DIR) -> list[dict[str, Any]]:
     """Every entry, oldest first; a torn last line (power cut while writing) is skipped."""
     try:
-        with open(path(spec)) as f:
+        with open(path(spec, log_dir)) as f:
             lines = f.read().splitlines()
     except OSError:
         return []
@@ -59,16 +69,17 @@ def entries(spec: VMSpec) -> list[dict[str, Any]]:
     return found
 
 
-def last(spec: VMSpec) -> dict[str, Any] | None:
-    found = entries(spec)
+def last(spec: VMSpec, log_dir: str = LOG_DIR) -> dict[str, Any] | None:
+    found = entries(spec, log_dir)
     return found[-1] if found else None
 
 
-def given_up(spec: VMSpec, qemu_pid: int | None) -> dict[str, Any] | None:
-    """The fence entry of this very QEMU (by pid), if it was given up; None otherwise."""
+def given_up(spec: VMSpec, qemu_pid: int | None, log_dir: str = LOG_DIR) -> dict[str, Any] | None:
+    """The fence entry of this very QEMU (its pid in this boot), if it was given up; None otherwise."""
     if qemu_pid is None:
         return None
-    for entry in reversed(entries(spec)):
-        if entry.get("qemu_pid") == qemu_pid and entry.get("action") == "fenced":
+    now = boot_id()
+    for entry in reversed(entries(spec, log_dir)):
+        if entry.get("action") == "fenced" and entry.get("qemu_pid") == qemu_pid and entry.get("boot_id") == now:
             return entry
     return None

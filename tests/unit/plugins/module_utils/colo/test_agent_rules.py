@@ -72,19 +72,29 @@ def test_serving_is_the_primary_or_a_guest_running_alone():
 
 
 def test_failover_log_gives_up_one_qemu(tmp_path):
-    spec = VMSpec(name="g1", disk="/x.qcow2", mac="52:54:00:00:00:01", state_root=str(tmp_path))
-    (tmp_path / "g1").mkdir()
-    assert failover_log.given_up(spec, 42) is None
-    failover_log.append(spec, "took_over", "the peer host left the cluster", "colo-ft-agent", 41)
-    failover_log.append(spec, "fenced", "this host lost quorum", "colo-ft-agent", 42)
-    with open(failover_log.path(spec), "a") as f:
+    spec = VMSpec(name="g1", disk="/x.qcow2", mac="52:54:00:00:00:01")
+    log = str(tmp_path / "log")
+    assert failover_log.given_up(spec, 42, log) is None
+    failover_log.append(spec, "took_over", "the peer host left the cluster", "colo-ft-agent", 41, log)
+    failover_log.append(spec, "fenced", "this host lost quorum", "colo-ft-agent", 42, log)
+    with open(failover_log.path(spec, log), "a") as f:
         f.write('{"torn": ')  # a power cut in the middle of a line
-    assert failover_log.given_up(spec, 42)["why"] == "this host lost quorum"
-    assert failover_log.given_up(spec, 43) is None  # a QEMU started afterwards
-    assert failover_log.given_up(spec, 41) is None
-    assert [e["action"] for e in failover_log.entries(spec)] == ["took_over", "fenced"]
+    assert failover_log.given_up(spec, 42, log)["why"] == "this host lost quorum"
+    assert failover_log.given_up(spec, 43, log) is None  # a QEMU started afterwards
+    assert failover_log.given_up(spec, 41, log) is None
+    assert [e["action"] for e in failover_log.entries(spec, log)] == ["took_over", "fenced"]
+    assert failover_log.last(spec, log)["boot_id"] == failover_log.boot_id()
     with pytest.raises(ValueError):
-        failover_log.append(spec, "resumed", "", "x", 1)
+        failover_log.append(spec, "resumed", "", "x", 1, log)
+
+
+def test_a_fence_of_another_boot_gives_up_nothing(tmp_path):
+    """pids are reused across boots: a fence entry counts only in the boot it was written in."""
+    spec = VMSpec(name="g1", disk="/x.qcow2", mac="52:54:00:00:00:01")
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "g1.jsonl").write_text('{"action": "fenced", "qemu_pid": 42, "boot_id": "an-earlier-boot"}\n')
+    assert failover_log.given_up(spec, 42, str(log)) is None
 
 
 def test_a_given_up_qemu_is_never_failed_over():

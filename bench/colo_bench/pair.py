@@ -65,6 +65,28 @@ def restart_protected(*extra: str) -> tuple[tuple[str, str], float]:
     return layout(), stop_s + site_s
 
 
+def set_maintenance(on: bool) -> None:
+    """Pause (on) or resume the colo.ft agents (playbooks/maintenance.yml), if it is not so already."""
+    states = [json.loads(hosts.ssh(HOSTS_BY_NAME[h], "cat /run/colo-ft/agent/state.json", capture=True).stdout)
+              for h in HOSTS_BY_NAME]
+    if any(s["maintenance"] != on for s in states):
+        timed_playbook("maintenance.yml", "-e", f"colo_maintenance={'on' if on else 'off'}")
+
+
+def wait_agent_failover(survivor: str, crashed: float, timeout: float = 60) -> float:
+    """Wait until the survivor's agent logged its failover (took_over or released) after the crash; the seconds
+    the agent's step took on the QEMU side."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = json.loads(hosts.ssh(HOSTS_BY_NAME[survivor], "cat /run/colo-ft/agent/state.json",
+                                     capture=True).stdout)
+        last = state["vms"][VM].get("last_action") or {}
+        if state["vms"][VM]["mode"] == "none" and last.get("action") == "failover":
+            return float(last["seconds"])
+        time.sleep(0.5)
+    raise AssertionError(f"the agent on {survivor} did not fail over within {timeout:g} s")
+
+
 def set_checkpoint_delay(primary: str, delay_ms: int) -> None:
     args = {"name": VM, "state": "protected", "checkpoint_delay_ms": delay_ms}
     rc, results = run_module(primary, "colo.ft.checkpoint", args)

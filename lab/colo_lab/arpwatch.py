@@ -4,8 +4,11 @@ Both COLO guests have the same MAC and address, so the client cannot tell them a
 can. ArpWatch asks "who has GUEST_ADDR" from the client namespace every `interval` seconds and
 listens on each host's port of the client switch (in the switch namespace) for the guest's ARP
 replies. During COLO only the primary's leave its host (the secondary's go to the primary's
-colo-compare); after a failover only the survivor's. Replies from two hosts' ports close together
-mean two guests answered one address: split brain.
+colo-compare); after a failover only the survivor's. Each request says it comes from another
+unused address of the client subnet (ROUNDS of them in turn, the client's own MAC), and a reply
+names the address it answers: replies to the same request from two hosts' ports mean two guests
+answered one address, split brain - while a clean handover answers one request from the old host
+and a later one from the new.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from .testing import in_netns
 ETH_P_ARP = 0x0806
 ETH_P_ALL = 0x0003  # a bridge port's frames reach protocol-specific packet sockets only after the bridge took them
 PACKET_OUTGOING = 4
+ROUNDS = 100              # request sender addresses: .150 to .249 of the client subnet
+FIRST_ROUND_OCTET = 150
 
 
 def _request(src_mac: bytes, src_ip: str, target_ip: str) -> bytes:
@@ -33,18 +38,21 @@ def _request(src_mac: bytes, src_ip: str, target_ip: str) -> bytes:
 
 
 class ArpWatch:
-    """Context manager: replies[host] = times (monotonic) of the guest's ARP replies leaving that host."""
+    """Context manager: replies[host] = times (monotonic) of the guest's ARP replies leaving that host; rounds[host]
+    the request (sender address) each answered."""
 
     def __init__(self, interval: float = 0.05, client_if: str = "eth0"):
         self.interval = interval
         self.replies: dict[str, list[float]] = {host.name: [] for host in HOSTS}
+        self.rounds: dict[str, list[bytes]] = {host.name: [] for host in HOSTS}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         with in_netns(CLIENT_NS):
             self._tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
             self._tx.bind((client_if, 0))
         mac, client_ip = _interface(CLIENT_NS, client_if)
-        self._frame = _request(mac, client_ip, GUEST_ADDR)
+        subnet = client_ip.rsplit(".", 1)[0]
+        self._frames = [_request(mac, f"{subnet}.{FIRST_ROUND_OCTET + k}", GUEST_ADDR) for k in range(ROUNDS)]
         self._rx = {}
         with in_netns(SWITCH_NS):
             for host in HOSTS:
@@ -73,11 +81,13 @@ class ArpWatch:
             sock.close()
 
     def _ask(self) -> None:
+        k = 0
         while not self._stop.is_set():
             try:
-                self._tx.send(self._frame)
+                self._tx.send(self._frames[k % ROUNDS])
             except OSError:
                 pass
+            k += 1
             self._stop.wait(self.interval)
 
     def _listen(self, host: str, sock: socket.socket) -> None:
@@ -94,18 +104,15 @@ class ArpWatch:
             opcode, sender_ip = struct.unpack("!H", frame[20:22])[0], frame[28:32]
             if opcode == 2 and sender_ip == guest:
                 self.replies[host].append(time.monotonic())
+                self.rounds[host].append(frame[38:42])  # the address the request came from
 
-    def both_answered(self, window: float = 0.5) -> list[tuple[float, float]]:
-        """Pairs of replies from two different hosts within `window` seconds of each other (split brain)."""
-        (a_name, a), (b_name, b) = list(self.replies.items())[:2]
-        found = []
-        j = 0
-        for t in a:
-            while j < len(b) and b[j] < t - window:
-                j += 1
-            if j < len(b) and abs(b[j] - t) <= window:
-                found.append((t, b[j]))
-        return found
+    def both_answered(self) -> list[tuple[float, float]]:
+        """(time, time) of replies from two hosts to the same request: split brain. Requests of the same sender
+        address come ROUNDS * interval apart, so replies to it less than half of that apart answer one request."""
+        (a_times, a_rounds), (b_times, b_rounds) = [(self.replies[h], self.rounds[h]) for h in self.replies][:2]
+        same = ROUNDS * self.interval / 2
+        return [(ta, tb) for ta, ra in zip(a_times, a_rounds) for tb, rb in zip(b_times, b_rounds)
+                if ra == rb and abs(ta - tb) < same]
 
     def answering(self, since: float) -> set[str]:
         """The hosts whose guest answered since `since` (monotonic)."""

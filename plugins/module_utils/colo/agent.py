@@ -127,6 +127,7 @@ class VMWatch(threading.Thread):
                         for event in events[seen:]:
                             shutdown = shutdown or event["event"] == "SHUTDOWN"
                             log(f"{spec.name}: QEMU event {event['event']} {event.get('data', {})}")
+                            self._hold_if_colo_failed(client, event)
                         seen = len(events)
                         if not client.connected:
                             raise QMPConnectionError("QEMU closed the agent monitor")
@@ -145,11 +146,25 @@ class VMWatch(threading.Thread):
             client.close()
         time.sleep(self.cfg.watch_interval_s)
 
+    def _hold_if_colo_failed(self, client: QMPClient, event: dict) -> None:
+        """A COLO primary that left COLO on an error by itself runs alone now (QEMU's own failover) - also when
+        this host hung and the other side took the guest over meanwhile. Stop its vCPUs at once; decide() then
+        fences or resumes it. Not when the exit follows a decision of ours (a release yanks the streams)."""
+        data = event.get("data", {})
+        if event["event"] != "COLO_EXIT" or data.get("mode") != "primary" or data.get("reason") != "error":
+            return
+        if self.view.decided_at is not None and self.view.decided_at >= QMPClient.event_time(event) - 5:
+            return
+        client.execute("stop")
+        log(f"{self.view.name}: COLO failed on this primary by itself: guest held (stopped) until quorum decides")
+        self._set(held_since=time.monotonic())
+
     def _poll(self, client: QMPClient, spec, pid: int) -> None:
         colo = client.execute("query-colo-status")
         run = client.execute("query-status")
+        decided = failover_log.decision(spec, pid)
         self._set(alive=True, mode=colo["mode"], last_mode=colo["last-mode"], running=bool(run["running"]),
-                  fenced=failover_log.given_up(spec, pid) is not None)
+                  fenced=failover_log.given_up(spec, pid) is not None, decided_at=decided and decided.get("at"))
 
     def _died(self, spec, pid: int, why: str) -> None:
         for _wait in range(20):  # a QEMU that closed its monitor is about to be gone
@@ -178,16 +193,22 @@ class VMWatch(threading.Thread):
         if action == agent_rules.FENCE:
             client.execute("stop")
             failover_log.append(spec, "fenced", why, BY, pid)
+            self._set(held_since=None)
             return ["stop"]
+        resumed = []
+        if self.view.held_since is not None:  # decide() says this side keeps the guest: let it run again
+            client.execute("cont")
+            self._set(held_since=None)
+            resumed = ["cont (held since COLO failed)"]
         try:
             lost, plan = failover.plan(state.read(client), "auto", spec.tap_name, self.cfg.client_bridge,
                                        self.cfg.isolated_bridge, given_up=failover_log.given_up(spec, pid))
         except failover.WrongSide:
-            return []  # nothing of COLO to fail over (e.g. a secondary not protected yet)
+            return resumed  # nothing of COLO to fail over (e.g. a secondary not protected yet)
         done = plan.apply(client)
-        if plan.changed:
+        if plan.changed or resumed:
             failover_log.append(spec, failover_log.ACTION_OF_LOST[lost], why, BY, pid)
-        return done
+        return resumed + done
 
     def _set(self, **values: Any) -> None:
         before = asdict(self.view)
@@ -214,6 +235,7 @@ class Agent:
         self.cpg: Cpg | None = None
         self.cpg_members: list[int] = []
         self.peer_died: dict[str, float] = {}  # vm -> when the peer's agent said its QEMU died
+        self._state_sent: dict | None = None   # what this agent last told the peer it serves
         os.makedirs(cfg.run_dir, exist_ok=True)
 
     def _post(self, report: Report) -> None:
@@ -245,14 +267,19 @@ class Agent:
         self.cluster.nodes = ()
 
     def _on_quorum(self, quorate: bool, nodes: list[int]) -> None:
+        self.cluster.changed_at = time.monotonic()
         self.cluster.quorate = quorate
         self.cluster.nodes = tuple(nodes)
         self.cluster.peer_seen = self.cluster.peer_seen or self.cluster.peer_present
+        if not self.cluster.peer_present:
+            self.cluster.peer_serving = {}  # what it said is stale: it is gone
         log(f"quorum: {'quorate' if quorate else 'NOT quorate'}, nodes {list(nodes)}")
 
     def _on_members(self, members: list, left: list, joined: list) -> None:
         self.cpg_members = [nodeid for nodeid, _pid, _reason in members]
         log(f"agents: {self.cpg_members} (left {left}, joined {joined})")
+        if any(nodeid != self.cluster.me for nodeid, _pid, _reason in joined):
+            self._state_sent = None  # a peer agent (back) in the group: tell it what this side serves
 
     def _on_message(self, nodeid: int, data: bytes) -> None:
         if nodeid == self.cluster.me:
@@ -262,7 +289,12 @@ class Agent:
         except ValueError:
             log(f"ignored a message from node {nodeid} that is not JSON")
             return
-        if msg.get("type") == "qemu_died" and msg.get("vm") in self.watches:
+        if msg.get("type") == "state":
+            self.cluster.peer_node = nodeid
+            self.cluster.peer_serving = {vm: st.get("decided_at") for vm, st in msg.get("vms", {}).items()
+                                         if st.get("serving") and vm in self.watches}
+            log(f"node {nodeid} serves {self.cluster.peer_serving or 'nothing'}")
+        elif msg.get("type") == "qemu_died" and msg.get("vm") in self.watches:
             log(f"node {nodeid}: its QEMU of {msg['vm']} died ({msg.get('why')})")
             self.peer_died[msg["vm"]] = time.monotonic()
 
@@ -290,6 +322,7 @@ class Agent:
             self._handle_reports()
             self.cluster.maintenance = os.path.exists(self.cfg.maintenance_file)
             self._decide()
+            self._tell_state()
             self._publish()
 
     def _handle_reports(self) -> None:
@@ -318,7 +351,8 @@ class Agent:
 
     def _decide(self) -> None:
         views = [watch.view for watch in self.watches.values()]
-        fresh = time.monotonic() - PEER_DIED_FRESH_S
+        self.cluster.now = time.monotonic()
+        fresh = self.cluster.now - PEER_DIED_FRESH_S
         self.cluster.peer_qemu_died = {vm for vm, when in self.peer_died.items() if when >= fresh}
         now = set(agent_rules.decide(self.cluster, views))
         self.decided &= now  # a cause that ended may come again later
@@ -329,6 +363,21 @@ class Agent:
             self.pending[vm] = action
             log(f"{vm}: {action} ({why})")
             self.watches[vm].commands.put((action, why))
+
+    def _tell_state(self) -> None:
+        """Tell the peer's agent which VMs serve here and since which decision, whenever that changes and whenever
+        it joins: a host that hung and came back learns at once that its guest was taken over (decide())."""
+        if self.cpg is None:
+            return
+        now = {view.name: {"serving": view.serving, "decided_at": view.decided_at}
+               for view in (watch.view for watch in self.watches.values())}
+        if now == self._state_sent:
+            return
+        try:
+            self.cpg.send(json.dumps({"type": "state", "vms": now}).encode())
+            self._state_sent = now
+        except CorosyncError as exc:
+            self._lost_corosync(exc)
 
     def _publish(self) -> None:
         views = [watch.view for watch in self.watches.values()]

@@ -12,6 +12,15 @@ Rules (docs/agent.md):
 * quorate and the peer node left the quorum view (after it was seen in one): every local VM
   fails over (failover.plan lost=auto decides the side; a VM with nothing to do is left).
 * quorate and the peer's agent says its QEMU of a VM died: that VM fails over here.
+* the peer's agent says it serves a VM that serves here too (two guests: a host that hung and came
+  back finds its guest taken over, and its QEMU left COLO by itself): the side whose serving rests
+  on the newer failover decision keeps it, the other is fenced; with no decision on either side
+  nothing is done (no rule can tell them apart).
+* a COLO primary whose QEMU left COLO on an error by itself is held at once (vCPUs stopped, by the
+  agent's watch, agent.py): QEMU's own failover would let it serve alone whether or not the other side
+  took over. It is fenced if this host is not quorate or the peer serves it by a newer decision, and
+  failed over (released, resumed) once this host is quorate and the peer is gone, or the peer says it
+  does not serve the guest after membership settled (a quorum change since the hold, or SETTLE_S).
 * a fenced QEMU is never acted on again.
 """
 from __future__ import annotations
@@ -20,6 +29,9 @@ from dataclasses import dataclass, field
 
 FENCE = "fence"
 FAILOVER = "failover"
+# A held guest whose peer does not serve it is resumed after this long even without a membership change
+# (COLO broke while both hosts stayed members: nothing else will come).
+SETTLE_S = 2.0
 
 
 @dataclass
@@ -32,11 +44,14 @@ class VMView:
     last_mode: str = "none"
     running: bool = False        # query-status running
     fenced: bool = False         # the failover log says this QEMU was given up
+    decided_at: float | None = None  # when this QEMU was taken over or released by a decision (failover log)
+    held_since: float | None = None  # monotonic time the agent held it (stopped) after COLO failed by itself
 
     @property
     def serving(self) -> bool:
         """The guest is served from here: a COLO primary, or a guest running alone."""
-        return self.alive and not self.fenced and (self.mode == "primary" or (self.mode == "none" and self.running))
+        return self.alive and not self.fenced and (
+            self.mode == "primary" or (self.mode == "none" and (self.running or self.held_since is not None)))
 
 
 @dataclass
@@ -49,6 +64,11 @@ class ClusterView:
     peer_seen: bool = False                # the peer was in a view since the agent started
     maintenance: bool = False
     peer_qemu_died: set[str] = field(default_factory=set)  # VMs whose QEMU the peer's agent reported dead
+    # VMs the peer's agent last said it serves, with when its serving was decided (None: no decision).
+    peer_serving: dict[str, float | None] = field(default_factory=dict)
+    peer_node: int = 0                     # the node those came from
+    changed_at: float = 0.0                # monotonic time of the last quorum notification
+    now: float = 0.0                       # monotonic time of this decision
 
     @property
     def peer_present(self) -> bool:
@@ -61,7 +81,25 @@ def decide(cluster: ClusterView, vms: list[VMView]) -> list[tuple[str, str, str]
         return []
     acting = [vm for vm in vms if vm.alive and not vm.fenced]
     if not cluster.quorate:
-        return [(vm.name, FENCE, "this host lost quorum") for vm in acting if vm.mode != "none" or vm.running]
+        return [(vm.name, FENCE, "this host lost quorum") for vm in acting
+                if vm.mode != "none" or vm.running or vm.held_since is not None]
     if cluster.peer_seen and not cluster.peer_present:
         return [(vm.name, FAILOVER, "the peer host left the cluster") for vm in acting]
-    return [(vm.name, FAILOVER, "the peer's QEMU died") for vm in acting if vm.name in cluster.peer_qemu_died]
+    out = [(vm.name, FENCE, "the peer serves this guest by a newer decision (two guests)")
+           for vm in acting if vm.serving and vm.name in cluster.peer_serving and _peer_wins(vm, cluster)]
+    fencing = {name for name, _action, _why in out}
+    out += [(vm.name, FAILOVER, "the peer's QEMU died") for vm in acting
+            if vm.name in cluster.peer_qemu_died and vm.name not in fencing]
+    return out + [(vm.name, FAILOVER, "COLO failed and the peer does not serve the guest") for vm in acting
+                  if vm.held_since is not None and vm.name not in cluster.peer_serving and vm.name not in fencing
+                  and (cluster.changed_at > vm.held_since or cluster.now - vm.held_since >= SETTLE_S)]
+
+
+def _peer_wins(vm: VMView, cluster: ClusterView) -> bool:
+    """Both sides serve vm: does the peer keep it? The newer decision wins; a tie goes to the lower node id."""
+    theirs = cluster.peer_serving[vm.name]
+    if theirs is None:
+        return False
+    if vm.decided_at is None or theirs > vm.decided_at:
+        return True
+    return theirs == vm.decided_at and cluster.me > cluster.peer_node

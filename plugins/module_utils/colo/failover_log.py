@@ -41,7 +41,8 @@ def append(spec: VMSpec, action: str, why: str, by: str, qemu_pid: int | None,
     """Write one entry (flushed and fsynced before it returns: a fence must outlive a power cut)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown failover log action {action!r}")
-    entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "vm": spec.name,
+    now = time.time()
+    entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "at": round(now, 3), "vm": spec.name,
              "host": socket.gethostname(), "action": action, "why": why, "by": by, "qemu_pid": qemu_pid,
              "boot_id": boot_id()}
     os.makedirs(log_dir, mode=0o700, exist_ok=True)
@@ -74,12 +75,23 @@ def last(spec: VMSpec, log_dir: str = LOG_DIR) -> dict[str, Any] | None:
     return found[-1] if found else None
 
 
-def given_up(spec: VMSpec, qemu_pid: int | None, log_dir: str = LOG_DIR) -> dict[str, Any] | None:
-    """The fence entry of this very QEMU (its pid in this boot), if it was given up; None otherwise."""
+def _newest_of(spec: VMSpec, qemu_pid: int | None, actions: tuple[str, ...], log_dir: str) -> dict[str, Any] | None:
+    """The newest entry with one of `actions` about this very QEMU (its pid in this boot)."""
     if qemu_pid is None:
         return None
     now = boot_id()
     for entry in reversed(entries(spec, log_dir)):
-        if entry.get("action") == "fenced" and entry.get("qemu_pid") == qemu_pid and entry.get("boot_id") == now:
+        if entry.get("action") in actions and entry.get("qemu_pid") == qemu_pid and entry.get("boot_id") == now:
             return entry
     return None
+
+
+def given_up(spec: VMSpec, qemu_pid: int | None, log_dir: str = LOG_DIR) -> dict[str, Any] | None:
+    """The fence entry of this very QEMU (its pid in this boot), if it was given up; None otherwise."""
+    return _newest_of(spec, qemu_pid, ("fenced",), log_dir)
+
+
+def decision(spec: VMSpec, qemu_pid: int | None, log_dir: str = LOG_DIR) -> dict[str, Any] | None:
+    """The newest take-over or release of this very QEMU: a guest it serves alone by a decision (the agent's under
+    quorum, or failover.yml's), not because QEMU left COLO by itself."""
+    return _newest_of(spec, qemu_pid, ("took_over", "released"), log_dir)

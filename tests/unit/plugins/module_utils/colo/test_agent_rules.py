@@ -56,6 +56,54 @@ def test_the_peers_qemu_died_fails_over_that_vm_only():
     assert decide(cluster(peer_qemu_died={"g1"}), [SECONDARY, other]) == [("g1", FAILOVER, "the peer's QEMU died")]
 
 
+ALONE = VMView("g1", alive=True, mode="none", last_mode="primary", running=True)
+
+
+def test_two_guests_the_side_without_a_decision_is_fenced():
+    """A primary that hung and came back: its QEMU left COLO by itself (no decision), the peer took over."""
+    assert decide(cluster(peer_serving={"g1": 1000.0}, peer_node=2), [ALONE]) == [
+        ("g1", FENCE, "the peer serves this guest by a newer decision (two guests)")]
+    assert decide(cluster(peer_serving={"g1": 1000.0}, peer_node=2), [PRIMARY]) != []
+
+
+def test_two_guests_the_side_with_the_decision_keeps_serving():
+    decided = VMView("g1", alive=True, mode="none", running=True, decided_at=1000.0)
+    assert decide(cluster(peer_serving={"g1": None}, peer_node=2), [decided]) == []
+    assert decide(cluster(peer_serving={"g1": 900.0}, peer_node=2), [decided]) == []
+    assert decide(cluster(peer_serving={"g1": 1100.0}, peer_node=2), [decided])[0][1] == FENCE
+
+
+def test_two_guests_with_equal_decisions_the_higher_node_gives_up():
+    decided = VMView("g1", alive=True, mode="none", running=True, decided_at=1000.0)
+    assert decide(cluster(me=1, peer_serving={"g1": 1000.0}, peer_node=2), [decided]) == []
+    assert decide(cluster(me=2, nodes=(1, 2), peer_serving={"g1": 1000.0}, peer_node=1), [decided])[0][1] == FENCE
+
+
+def test_two_guests_without_any_decision_nothing_is_done():
+    assert decide(cluster(peer_serving={"g1": None}, peer_node=2), [ALONE]) == []
+
+
+def test_a_peer_serving_what_does_not_serve_here_is_no_conflict():
+    assert decide(cluster(peer_serving={"g1": 1000.0}, peer_node=2), [SECONDARY]) == []
+
+
+HELD = VMView("g1", alive=True, mode="none", last_mode="primary", running=False, held_since=100.0)
+
+
+def test_a_held_guest_is_fenced_without_quorum_or_when_the_peer_took_it_over():
+    assert decide(cluster(quorate=False, nodes=(1,), now=101.0), [HELD])[0][1] == FENCE
+    assert decide(cluster(peer_serving={"g1": 99.0}, peer_node=2, now=101.0), [HELD])[0][1] == FENCE
+
+
+def test_a_held_guest_fails_over_once_membership_settled_and_the_peer_does_not_serve_it():
+    waiting = cluster(changed_at=99.0, now=101.0)
+    assert decide(waiting, [HELD]) == []  # nothing new since the hold: the peer may still say it took over
+    settled = cluster(changed_at=100.5, now=101.0)
+    assert decide(settled, [HELD]) == [("g1", FAILOVER, "COLO failed and the peer does not serve the guest")]
+    assert decide(cluster(changed_at=99.0, now=102.5), [HELD])[0][1] == FAILOVER  # SETTLE_S without news
+    assert decide(cluster(nodes=(1,), changed_at=99.0, now=100.2), [HELD])[0][1] == FAILOVER  # the peer is gone
+
+
 def test_a_dead_or_fenced_local_qemu_is_not_acted_on():
     dead = VMView("g1", alive=False, mode="secondary")
     fenced = VMView("g2", alive=True, mode="secondary", fenced=True)

@@ -55,8 +55,6 @@ def failover_table(res: dict) -> list[str]:
                 "failover step median", "acked records lost", "idle connection kept"),
            _row(*["---"] * 8)]
     for mode, s in res["summary"].items():
-        if not s["runs"]:
-            continue
         out.append(_row(MODE_NAMES[mode], s["runs"], _s(s["outage_s"]), _s(s["outage_s"], "max"),
                         _s(s["ledger_gap_s"]), _s(s["failover_step_s"]), s["lost_records"],
                         f"{s['held_connections_ok']}/{s['runs']}"))

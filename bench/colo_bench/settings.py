@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class Settings:
-    runs: int = 5                    # failover outage: runs per mode (failover.yml, runtime direct)
+    runs: int = 5                    # failover outage: runs per mode
+    # failover outage: the paths measured (sections/failover.py MODES); the quick run keeps the agent's
+    failover_modes: tuple[str, ...] = ("agent", "agent_secondary", "playbook", "direct")
     cycles: int = 10                 # soak: failover + re-protect cycles
     window_s: float = 20.0           # cost of protection: seconds per measurement
     delays_ms: tuple[int, ...] = (500, 2000, 5000)
@@ -22,4 +24,4 @@ class Settings:
 
 
 FULL = Settings()
-QUICK = Settings(runs=1, cycles=2, window_s=5.0, checkpoints_per_window=2)
+QUICK = Settings(runs=1, cycles=2, window_s=5.0, checkpoints_per_window=2, failover_modes=("agent", "agent_secondary"))

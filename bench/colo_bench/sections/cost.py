@@ -74,6 +74,8 @@ def ratios(colo: dict, plain: dict) -> dict:
 
 def run(settings: Settings) -> dict:
     primary, secondary = pair.ensure_protected()
+    # Protection is stopped and started on purpose here: the agents must not take that for a fault.
+    pair.set_maintenance(True)
     pair.set_checkpoint_delay(primary, 2000)
     colo = measure_colo(primary, settings)
     primary, secondary = pair.restart_protected("-e", "colo_tls=false")[0]
@@ -81,6 +83,7 @@ def run(settings: Settings) -> dict:
     unprotect(primary, secondary)
     plain = measure(settings)
     restore_s = pair.restart_protected()[1]
+    pair.set_maintenance(False)
     return {"checkpoint_delay_ms": 2000, "colo": colo, "colo_cleartext": cleartext, "unprotected": plain,
             "colo_over_unprotected": ratios(colo, plain), "cleartext_over_unprotected": ratios(cleartext, plain),
             "tls_over_cleartext": ratios(colo, cleartext), "restore_s": round(restore_s, 2)}

@@ -64,9 +64,9 @@ def one_run(mode: str, index: int, settings: Settings) -> dict:
     return run
 
 
-def summarise(runs: list[dict]) -> dict:
+def summarise(runs: list[dict], modes: tuple[str, ...]) -> dict:
     out = {}
-    for mode in MODES:
+    for mode in modes:
         mine = [r for r in runs if r["mode"] == mode]
         out[mode] = {
             "runs": len(mine),
@@ -81,5 +81,7 @@ def summarise(runs: list[dict]) -> dict:
 
 def run(settings: Settings) -> dict:
     pair.ensure_protected()
-    runs = [one_run(mode, i, settings) for i in range(settings.runs) for mode in MODES]
-    return {"rate": settings.rate, "runs": runs, "summary": summarise(runs)}
+    unknown = set(settings.failover_modes) - set(MODES)
+    assert not unknown, f"unknown failover modes {sorted(unknown)}; known: {MODES}"
+    runs = [one_run(mode, i, settings) for i in range(settings.runs) for mode in settings.failover_modes]
+    return {"rate": settings.rate, "runs": runs, "summary": summarise(runs, settings.failover_modes)}

@@ -107,16 +107,19 @@ class ArpWatch:
                 self.rounds[host].append(frame[38:42])  # the address the request came from
 
     def both_answered(self) -> list[tuple[float, float]]:
-        """(time, time) of replies from two hosts to the same request: split brain. Requests of the same sender
-        address come ROUNDS * interval apart, so replies to it less than half of that apart answer one request."""
+        """(time, time) of replies from two hosts to the same request: split brain."""
         (a_times, a_rounds), (b_times, b_rounds) = [(self.replies[h], self.rounds[h]) for h in self.replies][:2]
-        same = ROUNDS * self.interval / 2
-        return [(ta, tb) for ta, ra in zip(a_times, a_rounds) for tb, rb in zip(b_times, b_rounds)
-                if ra == rb and abs(ta - tb) < same]
+        return same_request(list(zip(a_times, a_rounds)), list(zip(b_times, b_rounds)), ROUNDS * self.interval / 2)
 
     def answering(self, since: float) -> set[str]:
         """The hosts whose guest answered since `since` (monotonic)."""
         return {host for host, times in self.replies.items() if any(t >= since for t in times)}
+
+
+def same_request(a: list[tuple[float, bytes]], b: list[tuple[float, bytes]], window: float) -> list[tuple[float, float]]:
+    """Pairs of replies (time, request's sender address) from two hosts that answer the same request: the same
+    sender address less than `window` apart (requests of one sender address come twice that apart)."""
+    return [(ta, tb) for ta, ra in a for tb, rb in b if ra == rb and abs(ta - tb) < window]
 
 
 def _interface(netns: str, ifname: str) -> tuple[bytes, str]:

@@ -21,9 +21,9 @@ description:
     only at colo-compare's timeout.
   - Refuses on the wrong side (for example O(lost=primary) on the primary). A second run finds nothing left to do
     and reports no change.
-  - Every failover that changes something is written to the VM's failover log (C(/var/lib/colo-ft/failovers/<name>.jsonl),
-    see docs/agent.md), as the colo.ft agent's are. Refuses a QEMU that the log says was fenced (its
-    host lost quorum and the other host may run the guest): such a QEMU is never resumed.
+  - Every failover that changes something is written to the VM's failover log (C(/var/lib/colo-ft/failovers/NAME.jsonl),
+    see docs/agent.md), as the colo.ft agent's are. Refuses a QEMU that the log says was fenced (its host lost
+    quorum and the other host may run the guest) - such a QEMU is never resumed.
   - Resume protection afterwards with M(colo.ft.checkpoint) O(colo.ft.checkpoint#module:state=protected) and a newly
     started secondary.
 author:

@@ -73,7 +73,8 @@ class Config:
 
 
 def log(message: str) -> None:
-    print(message, flush=True)  # journald keeps the time
+    sys.stdout.write(message + "\n")  # journald keeps the time
+    sys.stdout.flush()
 
 
 @dataclass
@@ -387,8 +388,8 @@ class Agent:
                 open(serving, "w").close()
         elif os.path.exists(serving):
             os.unlink(serving)
-        snapshot = {"pid": os.getpid(), "updated": round(time.time(), 1), "node": self.cluster.me, "quorate": self.cluster.quorate, "nodes": list(self.cluster.nodes),
-                    "agents": self.cpg_members, "maintenance": self.cluster.maintenance,
+        snapshot = {"pid": os.getpid(), "updated": round(time.time(), 1), "node": self.cluster.me,
+                    "quorate": self.cluster.quorate, "nodes": list(self.cluster.nodes), "agents": self.cpg_members, "maintenance": self.cluster.maintenance,
                     "vms": {view.name: {**asdict(view), "pending": self.pending.get(view.name),
                                         "last_action": self.last.get(view.name)} for view in views}}
         path = os.path.join(self.cfg.run_dir, "state.json")
@@ -408,11 +409,11 @@ def published(run_dir: str = RUN_DIR) -> dict[str, Any] | None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print(f"usage: {argv[0]} CONFIG.json", file=sys.stderr)
+        sys.stderr.write(f"usage: {argv[0]} CONFIG.json\n")
         return 2
     Agent(Config.load(argv[1])).run()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    raise SystemExit(main(sys.argv))

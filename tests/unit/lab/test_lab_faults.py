@@ -12,6 +12,7 @@ import threading
 
 import pytest
 from colo_lab import cli, hosts, net
+from colo_lab.arpwatch import same_request
 from colo_lab.config import HOSTS_BY_NAME
 
 B = HOSTS_BY_NAME["colo-b"]
@@ -115,3 +116,16 @@ def test_other_commands_wait_for_the_lock(lab_state, argv):
 
 def test_the_unlocked_commands_are_the_ones_that_only_reach_into_the_lab():
     assert cli.UNLOCKED == {"client", "stranger", "ssh"}
+
+
+def test_arpwatch_tells_two_guests_from_a_handover():
+    """Replies carry the request's sender address: two hosts answering one request is split brain; one host's
+    last reply and the next host's first, to different requests, is a clean handover."""
+    r = [bytes([10, 213, 1, 150 + k]) for k in range(100)]
+    a = [(0.05 * k, r[k]) for k in range(10)]                  # host A answers requests 0..9
+    b = [(0.05 * k + 0.01, r[k]) for k in range(10, 20)]       # host B answers 10..19: a handover
+    assert same_request(a, b, 2.5) == []
+    both = b + [(0.05 * 9 + 0.02, r[9])]                       # B answered request 9 too
+    assert len(same_request(a, both, 2.5)) == 1
+    later = [(0.05 * 9 + 5.0, r[9])]                            # the same sender address, one cycle later
+    assert same_request(a, later, 2.5) == []

@@ -113,7 +113,8 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoMod
 
 def run(module: ColoModule) -> dict:
     p = module.params
-    spec, dummy, status = module.launcher.find(p["name"], p["state_root"])
+    spec, dummy = module.find()
+    pid = module.launcher.find_pid(spec)
     client_bridge = p["client_bridge"] or None
     # Out of band: a dead secondary's streams are yanked even while QEMU's main loop waits on them.
     with module.qmp(spec, oob=True) as qmp:
@@ -128,11 +129,11 @@ def run(module: ColoModule) -> dict:
 
         lost, plan = failover.plan(before, p["lost"], spec.tap_name if client_bridge else None, client_bridge,
                                    p["isolated_bridge"] or None, p["announce"], tap_bridge,
-                                   failover_log.given_up(spec, status.pid))
+                                   failover_log.given_up(spec, pid))
         result, after = module.apply(plan, qmp, before)
         if plan.changed and not module.check_mode:
             failover_log.append(spec, failover_log.ACTION_OF_LOST[lost], f"colo.ft.failover lost={p['lost']}",
-                                "colo.ft.failover", status.pid)
+                                "colo.ft.failover", pid)
         result.update(lost=lost, duration_s=round(time.monotonic() - t0, 3), colo=after.summary())
     return result
 

@@ -36,6 +36,8 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT,
 BY = "colo-ft-agent"
 # A report that the peer's QEMU died counts for this long: a later, unrelated protection must not act on it.
 PEER_DIED_FRESH_S = 10.0
+# A decision whose steps failed is tried again after this long (not in a tight loop).
+RETRY_S = 5.0
 RUN_DIR = "/run/colo-ft/agent"
 # A command waits at most this long for the VM's thread to pick it up.
 _TICK_S = 0.05
@@ -94,58 +96,103 @@ class VMWatch(threading.Thread):
         self.cfg = cfg
         self.view = agent_rules.VMView(name)
         self.commands: queue.Queue = queue.Queue()
+        self.pid: int | None = None          # the QEMU the view is about
+        self.first_look_done = False         # the view says something (the agent tells the peer only then)
         self._report = report
         self._launcher = Launcher()
 
     def run(self) -> None:
         while True:
-            # The record and the pid only: Launcher.find would also query qmp.sock, the modules' monitor.
-            record = read_record(os.path.join(self.cfg.state_root, self.view.name)) or {}
             try:
-                spec = VMSpec.from_dict(record["spec"])
-            except (KeyError, TypeError, ColoError):
-                spec = None
-            pid = self._launcher.find_pid(spec) if spec is not None else None
-            if pid is None or not os.path.exists(spec.agent_qmp_path):
-                self._set(alive=False)
+                self._look()
+            except Exception as exc:  # pylint: disable=broad-except  # a dead thread would watch nothing
+                log(f"{self.view.name}: watch failed ({exc!r}); watching again")
+                self._forget()
                 time.sleep(self.cfg.watch_interval_s)
-                continue
-            self._watch(spec, pid)
+            self.first_look_done = True
+
+    def _look(self) -> None:
+        # The record and the pid only: Launcher.find would also query qmp.sock, the modules' monitor.
+        record = read_record(os.path.join(self.cfg.state_root, self.view.name)) or {}
+        try:
+            spec = VMSpec.from_dict(record["spec"])
+        except (KeyError, TypeError, ColoError):
+            spec = None
+        pid = self._launcher.find_pid(spec) if spec is not None else None
+        if pid is None or not os.path.exists(spec.agent_qmp_path):
+            if pid is not None and self.pid != pid:
+                log(f"{self.view.name}: QEMU (pid {pid}) has no agent monitor (started by an older colo.ft?): "
+                    "not watched, never failed over or fenced by this agent")
+            self.pid = pid
+            self._forget()
+            time.sleep(self.cfg.watch_interval_s)
+            return
+        if pid != self.pid:
+            self.pid = pid
+            self._forget()  # what was known of another QEMU does not hold for this one
+        self._watch(spec, pid)
+
+    def _forget(self) -> None:
+        """No QEMU (or another one): a fresh view, and the commands meant for the old one answered as skipped."""
+        while True:
+            try:
+                action, why = self.commands.get_nowait()
+            except queue.Empty:
+                break
+            skipped = {"action": action, "why": why, "seconds": 0.0, "steps": ["skipped: the QEMU it was for is gone"]}
+            self._report(Report(self.view.name, "done", skipped))
+        fresh = agent_rules.VMView(self.view.name)
+        if asdict(fresh) != asdict(self.view):
+            self.view = fresh
+            self._report(Report(self.view.name, "view", asdict(fresh)))
 
     def _watch(self, spec, pid: int) -> None:
         client = QMPClient(spec.agent_qmp_path, timeout=self.cfg.hang_timeout_s, oob=True)
-        shutdown = False
         try:
             client.connect()
-            with client.listen(("SHUTDOWN", "COLO_EXIT")) as listener:
-                seen = 0
-                while True:
-                    self._poll(client, spec, pid)
-                    end = time.monotonic() + self.cfg.watch_interval_s
-                    while time.monotonic() < end:
-                        self._run_commands(client, spec, pid)
-                        events = listener.drain(_TICK_S)
-                        for event in events[seen:]:
-                            shutdown = shutdown or event["event"] == "SHUTDOWN"
-                            log(f"{spec.name}: QEMU event {event['event']} {event.get('data', {})}")
-                            self._hold_if_colo_failed(client, event)
-                        seen = len(events)
-                        if not client.connected:
-                            raise QMPConnectionError("QEMU closed the agent monitor")
-        except QMPTimeout as exc:
-            log(f"{spec.name}: QEMU (pid {pid}) hangs ({exc}); killing it")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self._died(spec, pid, "it hung")
-        except QMPConnectionError:
-            if not shutdown:
-                self._died(spec, pid, "it ended without a shutdown")
-            self._set(alive=False)
-        finally:
+        except ColoError as exc:  # e.g. another client holds agent.sock: not a hang of QEMU
+            log(f"{spec.name}: cannot use the agent monitor ({exc}); trying again")
             client.close()
+            time.sleep(self.cfg.watch_interval_s)
+            return
+        listener = client.listen(("SHUTDOWN", "COLO_EXIT"))
+        try:
+            seen = 0
+            while True:
+                self._poll(client, spec, pid)
+                self.first_look_done = True
+                end = time.monotonic() + self.cfg.watch_interval_s
+                while time.monotonic() < end:
+                    self._run_commands(client, spec, pid)
+                    events = listener.drain(_TICK_S)
+                    for event in events[seen:]:
+                        log(f"{spec.name}: QEMU event {event['event']} {event.get('data', {})}")
+                        self._hold_if_colo_failed(client, event)
+                    seen = len(events)
+                    if not client.connected:
+                        raise QMPConnectionError("QEMU closed the agent monitor")
+        except QMPTimeout as exc:
+            if self._maintenance():
+                log(f"{spec.name}: QEMU (pid {pid}) does not answer ({exc}); maintenance: left alone")
+            else:
+                log(f"{spec.name}: QEMU (pid {pid}) hangs ({exc}); killing it")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self._died(spec, pid, "it hung")
+        except QMPConnectionError:
+            # A SHUTDOWN event (quit on request, guest poweroff) may have come inside the last command's answer.
+            if not any(event["event"] == "SHUTDOWN" for event in listener.events):
+                self._died(spec, pid, "it ended without a shutdown")
+        finally:
+            listener.close()
+            client.close()
+        self._forget()
         time.sleep(self.cfg.watch_interval_s)
+
+    def _maintenance(self) -> bool:
+        return os.path.exists(self.cfg.maintenance_file)
 
     def _hold_if_colo_failed(self, client: QMPClient, event: dict) -> None:
         """A COLO primary that left COLO on an error by itself runs alone now (QEMU's own failover) - also when
@@ -154,6 +201,8 @@ class VMWatch(threading.Thread):
         data = event.get("data", {})
         if event["event"] != "COLO_EXIT" or data.get("mode") != "primary" or data.get("reason") != "error":
             return
+        if self.view.fenced or self._maintenance():
+            return  # given up already; or a person is at work (failover.yml yanks the streams too)
         if self.view.decided_at is not None and self.view.decided_at >= QMPClient.event_time(event) - 5:
             return
         client.execute("stop")
@@ -164,8 +213,13 @@ class VMWatch(threading.Thread):
         colo = client.execute("query-colo-status")
         run = client.execute("query-status")
         decided = failover_log.decision(spec, pid)
+        fenced = failover_log.given_up(spec, pid) is not None
+        if fenced and run["running"]:  # a COLO checkpoint ends with the vCPUs started again: a fence must stay
+            client.execute("stop")
+            log(f"{spec.name}: fenced guest ran again; stopped")
+            run["running"] = False
         self._set(alive=True, mode=colo["mode"], last_mode=colo["last-mode"], running=bool(run["running"]),
-                  fenced=failover_log.given_up(spec, pid) is not None, decided_at=decided and decided.get("at"))
+                  fenced=fenced, decided_at=decided and decided.get("at"))
 
     def _died(self, spec, pid: int, why: str) -> None:
         for _wait in range(20):  # a QEMU that closed its monitor is about to be gone
@@ -237,6 +291,8 @@ class Agent:
         self.cpg_members: list[int] = []
         self.peer_died: dict[str, float] = {}  # vm -> when the peer's agent said its QEMU died
         self._state_sent: dict | None = None   # what this agent last told the peer it serves
+        self.asked = False                     # a query for the peer's state is out for a held guest
+        self.retry_at: dict[tuple[str, str, str], float] = {}  # a failed decision is sent again from then
         os.makedirs(cfg.run_dir, exist_ok=True)
 
     def _post(self, report: Report) -> None:
@@ -250,6 +306,7 @@ class Agent:
             self.quorum = Quorum(self._on_quorum)
             self.cpg = Cpg(self.cfg.group, self._on_members, self._on_message)
             self.cluster.me = self.cpg.nodeid
+            self._state_sent = None  # the peer hears this side's state again
             log(f"joined corosync as node {self.cluster.me}, CPG group {self.cfg.group}")
         except CorosyncError as exc:
             self._lost_corosync(exc)
@@ -290,8 +347,11 @@ class Agent:
         except ValueError:
             log(f"ignored a message from node {nodeid} that is not JSON")
             return
-        if msg.get("type") == "state":
+        if msg.get("type") == "query":
+            self._state_sent = None  # a held guest on the peer's side waits for what this side serves
+        elif msg.get("type") == "state":
             self.cluster.peer_node = nodeid
+            self.cluster.peer_state_at = time.monotonic()
             self.cluster.peer_serving = {vm: st.get("decided_at") for vm, st in msg.get("vms", {}).items()
                                          if st.get("serving") and vm in self.watches}
             log(f"node {nodeid} serves {self.cluster.peer_serving or 'nothing'}")
@@ -334,17 +394,19 @@ class Agent:
                 return
             if report.kind == "died":
                 log(f"{report.vm}: local QEMU died ({report.detail['why']}); telling the peer")
-                if self.cpg is not None:
-                    try:
-                        self.cpg.send(json.dumps({"type": "qemu_died", "vm": report.vm,
-                                                  "why": report.detail["why"]}).encode())
-                    except CorosyncError as exc:
-                        self._lost_corosync(exc)
+                self._send({"type": "qemu_died", "vm": report.vm, "why": report.detail["why"]})
+            elif report.kind == "view" and report.detail.get("held_since") is not None and not self.asked:
+                self.asked = self._send({"type": "query"})  # does the peer serve the guest held here?
             elif report.kind == "done":
                 self.pending.pop(report.vm, None)
                 self.last[report.vm] = report.detail
-                if any(step.startswith("failed:") for step in report.detail["steps"]):
-                    self.decided.discard((report.vm, report.detail["action"], report.detail["why"]))
+                key = (report.vm, report.detail["action"], report.detail["why"])
+                if any(step.startswith(("failed:", "skipped:")) for step in report.detail["steps"]):
+                    self.decided.discard(key)
+                    self.retry_at[key] = time.monotonic() + RETRY_S
+                if report.detail["action"] == agent_rules.FENCE or not any(
+                        view.held_since is not None for view in (w.view for w in self.watches.values())):
+                    self.asked = False
                 if report.detail["action"] == agent_rules.FAILOVER:
                     self.peer_died.pop(report.vm, None)
                 log(f"{report.vm}: {report.detail['action']} ({report.detail['why']}) took "
@@ -358,27 +420,36 @@ class Agent:
         now = set(agent_rules.decide(self.cluster, views))
         self.decided &= now  # a cause that ended may come again later
         for vm, action, why in sorted(now - self.decided):
-            if vm in self.pending:
+            if vm in self.pending or self.retry_at.get((vm, action, why), 0.0) > self.cluster.now:
                 continue
             self.decided.add((vm, action, why))
             self.pending[vm] = action
             log(f"{vm}: {action} ({why})")
             self.watches[vm].commands.put((action, why))
 
+    def _send(self, msg: dict) -> bool:
+        """Send to the peer's agent. A failure (corosync busy during a membership change) is not a lost corosync:
+        only the notifications say that; what was not sent is sent again from the loop."""
+        if self.cpg is None:
+            return False
+        try:
+            self.cpg.send(json.dumps(msg).encode())
+            return True
+        except CorosyncError as exc:
+            log(f"could not tell the peer {msg.get('type')} ({exc}); trying again")
+            return False
+
     def _tell_state(self) -> None:
         """Tell the peer's agent which VMs serve here and since which decision, whenever that changes and whenever
         it joins: a host that hung and came back learns at once that its guest was taken over (decide())."""
-        if self.cpg is None:
-            return
+        if self.cpg is None or not all(watch.first_look_done for watch in self.watches.values()):
+            return  # before its first look a VM would be reported as serving nothing
         now = {view.name: {"serving": view.serving, "decided_at": view.decided_at}
                for view in (watch.view for watch in self.watches.values())}
         if now == self._state_sent:
             return
-        try:
-            self.cpg.send(json.dumps({"type": "state", "vms": now}).encode())
+        if self._send({"type": "state", "vms": now}):
             self._state_sent = now
-        except CorosyncError as exc:
-            self._lost_corosync(exc)
 
     def _publish(self) -> None:
         views = [watch.view for watch in self.watches.values()]

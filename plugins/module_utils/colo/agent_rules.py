@@ -7,8 +7,8 @@ plan colo.ft.failover and failover.yml apply), so the agent holds no third copy 
 
 Rules (docs/agent.md):
 * maintenance on: nothing is done.
-* quorum lost: every local VM that runs or is in COLO is fenced (stopped and recorded as given
-  up) before the other side, which may hold quorum, takes over.
+* quorum lost: every local VM in COLO (or held) is fenced (stopped and recorded as given up) before
+  the other side, which may hold quorum, takes over; a guest running alone has no twin there and runs on.
 * quorate and the peer node left the quorum view (after it was seen in one): every local VM
   fails over (failover.plan lost=auto decides the side; a VM with nothing to do is left).
 * quorate and the peer's agent says its QEMU of a VM died: that VM fails over here.
@@ -19,8 +19,9 @@ Rules (docs/agent.md):
 * a COLO primary whose QEMU left COLO on an error by itself is held at once (vCPUs stopped, by the
   agent's watch, agent.py): QEMU's own failover would let it serve alone whether or not the other side
   took over. It is fenced if this host is not quorate or the peer serves it by a newer decision, and
-  failed over (released, resumed) once this host is quorate and the peer is gone, or the peer says it
-  does not serve the guest after membership settled (a quorum change since the hold, or SETTLE_S).
+  failed over (released, resumed) once this host is quorate and the peer is gone, or the peer's agent
+  said after the hold that it does not serve the guest, and membership settled (a quorum change since
+  the hold, or SETTLE_S).
 * a fenced QEMU is never acted on again.
 """
 from __future__ import annotations
@@ -67,6 +68,7 @@ class ClusterView:
     # VMs the peer's agent last said it serves, with when its serving was decided (None: no decision).
     peer_serving: dict[str, float | None] = field(default_factory=dict)
     peer_node: int = 0                     # the node those came from
+    peer_state_at: float = 0.0             # monotonic time the peer's agent last said what it serves
     changed_at: float = 0.0                # monotonic time of the last quorum notification
     now: float = 0.0                       # monotonic time of this decision
 
@@ -81,8 +83,10 @@ def decide(cluster: ClusterView, vms: list[VMView]) -> list[tuple[str, str, str]
         return []
     acting = [vm for vm in vms if vm.alive and not vm.fenced]
     if not cluster.quorate:
+        # A guest in COLO (or held after COLO failed) has a twin that the quorate side may start; a guest running
+        # alone (unprotected, or after a failover) has none, and stopping it would only end the service.
         return [(vm.name, FENCE, "this host lost quorum") for vm in acting
-                if vm.mode != "none" or vm.running or vm.held_since is not None]
+                if vm.mode != "none" or vm.held_since is not None]
     if cluster.peer_seen and not cluster.peer_present:
         return [(vm.name, FAILOVER, "the peer host left the cluster") for vm in acting]
     out = [(vm.name, FENCE, "the peer serves this guest by a newer decision (two guests)")
@@ -92,6 +96,7 @@ def decide(cluster: ClusterView, vms: list[VMView]) -> list[tuple[str, str, str]
             if vm.name in cluster.peer_qemu_died and vm.name not in fencing]
     return out + [(vm.name, FAILOVER, "COLO failed and the peer does not serve the guest") for vm in acting
                   if vm.held_since is not None and vm.name not in cluster.peer_serving and vm.name not in fencing
+                  and cluster.peer_state_at > vm.held_since
                   and (cluster.changed_at > vm.held_since or cluster.now - vm.held_since >= SETTLE_S)]
 
 

@@ -25,7 +25,7 @@ CS_ERR_TRY_AGAIN = 6
 CS_DISPATCH_ALL = 2
 CS_TRACK_CURRENT = 0x01
 CS_TRACK_CHANGES = 0x02
-CPG_TYPE_AGREED = 1
+CPG_TYPE_AGREED = 2  # cpg_guarantee_t: UNORDERED 0, FIFO 1, AGREED 2, SAFE 3
 CPG_MAX_NAME_LENGTH = 128
 # Why a member left a CPG group (cpg.h, enum cpg_reason_t).
 CPG_REASONS = {1: "join", 2: "leave", 3: "nodedown", 4: "nodeup", 5: "procdown"}

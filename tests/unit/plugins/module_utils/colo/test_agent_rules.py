@@ -31,9 +31,14 @@ def test_a_peer_never_seen_is_not_lost():
     assert decide(cluster(nodes=(1,), peer_seen=False), [SECONDARY]) == []
 
 
-@pytest.mark.parametrize("vm", [PRIMARY, SECONDARY, VMView("g1", alive=True, mode="none", running=True)])
-def test_quorum_lost_fences_every_vm_that_runs(vm):
+@pytest.mark.parametrize("vm", [PRIMARY, SECONDARY])
+def test_quorum_lost_fences_every_vm_in_colo(vm):
     assert decide(cluster(quorate=False, nodes=(1,)), [vm]) == [("g1", FENCE, "this host lost quorum")]
+
+
+def test_quorum_lost_leaves_a_guest_running_alone():
+    """Unprotected, or the survivor of a failover: no twin on the other side could take it over."""
+    assert decide(cluster(quorate=False, nodes=(1,)), [VMView("g1", alive=True, mode="none", running=True)]) == []
 
 
 def test_quorum_lost_leaves_a_stopped_vm_and_a_fenced_one():
@@ -96,12 +101,17 @@ def test_a_held_guest_is_fenced_without_quorum_or_when_the_peer_took_it_over():
 
 
 def test_a_held_guest_fails_over_once_membership_settled_and_the_peer_does_not_serve_it():
-    waiting = cluster(changed_at=99.0, now=101.0)
+    waiting = cluster(changed_at=99.0, peer_state_at=100.2, now=101.0)
     assert decide(waiting, [HELD]) == []  # nothing new since the hold: the peer may still say it took over
-    settled = cluster(changed_at=100.5, now=101.0)
+    settled = cluster(changed_at=100.5, peer_state_at=100.6, now=101.0)
     assert decide(settled, [HELD]) == [("g1", FAILOVER, "COLO failed and the peer does not serve the guest")]
-    assert decide(cluster(changed_at=99.0, now=102.5), [HELD])[0][1] == FAILOVER  # SETTLE_S without news
+    assert decide(cluster(changed_at=99.0, peer_state_at=100.2, now=102.5), [HELD])[0][1] == FAILOVER  # SETTLE_S
     assert decide(cluster(nodes=(1,), changed_at=99.0, now=100.2), [HELD])[0][1] == FAILOVER  # the peer is gone
+
+
+def test_a_held_guest_waits_for_the_peer_to_speak():
+    """Silence is not "I do not serve it": a peer agent that said nothing since the hold may have taken over."""
+    assert decide(cluster(changed_at=100.5, peer_state_at=99.0, now=110.0), [HELD]) == []
 
 
 def test_a_dead_or_fenced_local_qemu_is_not_acted_on():

@@ -105,7 +105,7 @@ def test_site_from_the_installed_collection_protects_the_guest(lab, package):
     lab_cmd("up")
     result = ansible("ansible-playbook", "colo.ft.site", env=package["env"])
     counts = recap(result.stdout)
-    assert set(counts) == {"colo-a", "colo-b"} and all(c["failed"] == 0 for c in counts.values()), counts
+    assert set(counts) == {"colo-a", "colo-b", "colo-arbiter"} and all(c["failed"] == 0 for c in counts.values()), counts
     wait_http()
     vms = vm_info(sample_seconds=4, env=package["env"])
     assert vms["colo-a"]["guest0"]["mode"] == "primary", vms

@@ -30,14 +30,14 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoErr
 from ansible_collections.colo.ft.plugins.module_utils.colo.plan import Plan
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import STATE_ROOT, VMSpec, check_locator
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import (
+    OPTION_TO_FIELD,
+    STATE_ROOT,
+    VMSpec,
+    check_locator,
+    spec_from_options,
+)
 from ansible_collections.colo.ft.plugins.module_utils.dict_options import validated_subset
-
-# Module option -> VMSpec field, where the names differ.
-OPTION_TO_FIELD = {
-    "forward_address": "forward_addr",
-    "checkpoint_address": "checkpoint_addr",
-}
 
 # Options of every module.
 COMMON_ARGS: dict[str, dict[str, Any]] = {
@@ -98,15 +98,8 @@ GUEST_ARGS = tuple(k for k in VM_SPEC_ARGS if k not in PLACEMENT_ARGS)
 
 def spec_from_params(params: dict[str, Any]) -> VMSpec:
     """VMSpec from module parameters (only the VM description options are read)."""
-    data: dict[str, Any] = {"name": params["name"], "state_root": params.get("state_root") or STATE_ROOT}
-    for option in VM_SPEC_ARGS:
-        if option in params:
-            data[OPTION_TO_FIELD.get(option, option)] = params[option]
-    if data.get("extra_args") is None:
-        data["extra_args"] = []
-    if data.get("append") is None:
-        data["append"] = ""
-    return VMSpec(**data)
+    return spec_from_options(params["name"], {o: params[o] for o in VM_SPEC_ARGS if o in params},
+                             params.get("state_root") or STATE_ROOT)
 
 
 def apply_vm_dict(params: dict[str, Any], label: str = "vm") -> None:
@@ -151,17 +144,6 @@ def stub_spec(name: str, state_root: str = STATE_ROOT) -> VMSpec:
     name or state_root cannot name one."""
     check_locator(name, state_root)
     return VMSpec(name=name, disk="", mac="", state_root=state_root)
-
-
-def with_overrides(spec: VMSpec, **overrides: Any) -> VMSpec:
-    """A copy of spec with the given fields replaced (None values are ignored), checked again."""
-    data = spec.to_dict()
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    new = VMSpec.from_dict(data)
-    problems = [p for p in new.problems() if p not in spec.problems()]
-    if problems:
-        raise InvalidSpec("; ".join(problems))
-    return new
 
 
 def settings_overrides(params: dict[str, Any]) -> dict[str, Any]:

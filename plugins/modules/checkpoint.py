@@ -159,8 +159,8 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMPARE_ARGS,
     ColoModule,
     settings_overrides,
-    with_overrides,
 )
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import with_overrides
 
 
 def run(module: ColoModule) -> dict:

@@ -5,7 +5,8 @@ maintenance (test_colo exercises the manual path). Here the agents are switched 
 is protected again; then each fault of the matrix is made under client load, and every case asserts
 what users care about: no acknowledged ledger write lost, the idle connection kept, and never two
 guests answering the guest's address (ARP replies watched per host at the client switch). After each
-case reprotect.yml puts the pair back.
+case the agents put the pair back by themselves once the lost host is back (automatic re-protection: the
+survivor stays primary, the returning host becomes its secondary), with ledger writes all along.
 """
 
 from __future__ import annotations
@@ -59,11 +60,22 @@ def roles(info: dict | None = None) -> dict:
 
 
 def reprotect(repaired: str, survivor: str, restart: bool) -> None:
-    """Put the pair back: survivor primary, repaired its secondary (after a reboot if it lost its power)."""
-    if restart:
-        lab_cmd("restart", repaired)
-    ansible("ansible-playbook", "playbooks/reprotect.yml")
-    assert roles() == {survivor: "primary", repaired: "secondary"}
+    """The agents put the pair back by themselves: survivor primary, repaired its secondary (after a reboot if it
+    lost its power); nothing lost meanwhile, and the survivor's failover log says its agent re-protected."""
+    tag = f"reprotect_{repaired}"
+    with ClientLoad(tag) as load:
+        load.wait_acks(10)
+        t0 = time.monotonic()
+        if restart:
+            lab_cmd("restart", repaired)
+        wait_for(f"the agents re-protect the guest ({survivor} primary, {repaired} secondary)",
+                 lambda: roles() == {survivor: "primary", repaired: "secondary"}, timeout=240, every=2)
+        record_metric(f"ha_{tag}_s", round(time.monotonic() - t0, 1))
+        load.wait_acks(10)
+    assert not load.errors, load.errors
+    assert load.lost() == [], "acknowledged records lost during the re-protection"
+    last = json.loads(on_host(survivor, "tail -n1 /var/lib/colo-ft/failovers/guest0.jsonl").stdout)
+    assert last["action"] == "reprotected" and last["by"] == "colo-ft-agent", last
 
 
 def fault(tag: str, make_fault, survivor: str, then=None) -> float:
@@ -106,7 +118,9 @@ def protected_pair():
         if len(alone) != 1:
             pytest.fail(f"test_ha expects a protected pair or one host serving alone; found {now}")
         repaired = next(host for host in HOSTS if host != alone[0])
-        reprotect(repaired, alone[0], restart=info.get(repaired) is None)  # None: the host does not answer
+        if info.get(repaired) is None:  # the host does not answer
+            lab_cmd("restart", repaired)
+        ansible("ansible-playbook", "playbooks/reprotect.yml")  # the agents are paused: by hand
     ansible("ansible-playbook", "playbooks/maintenance.yml", "-e", "colo_maintenance=off")
     agents_ready()
 

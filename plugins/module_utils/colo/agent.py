@@ -25,7 +25,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import agent_rules, failover, failover_log, process, state
+from ansible_collections.colo.ft.plugins.module_utils.colo import (
+    agent_reprotect,
+    agent_rules,
+    failover,
+    failover_log,
+    process,
+    state,
+)
 from ansible_collections.colo.ft.plugins.module_utils.colo.corosync import CorosyncError, Cpg, Quorum
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError, QMPConnectionError, QMPTimeout
 from ansible_collections.colo.ft.plugins.module_utils.colo.launcher import Launcher
@@ -56,6 +63,8 @@ class Config:
     hang_timeout_s: float = 5.0
     run_dir: str = RUN_DIR
     maintenance_file: str = "/var/lib/colo-ft/agent/maintenance"
+    auto_reprotect: bool = False
+    reprotect: Any = None                  # agent_reprotect.Settings (a mapping in the file)
 
     @classmethod
     def load(cls, path: str) -> Config:
@@ -71,6 +80,8 @@ class Config:
             raise ColoError(f"{path}: {exc}") from None
         if not isinstance(cfg.vms, list) or not 0.05 <= cfg.watch_interval_s < cfg.hang_timeout_s:
             raise ColoError(f"{path}: vms must be a list, and 0.05 <= watch_interval_s < hang_timeout_s")
+        if cfg.auto_reprotect:
+            cfg.reprotect = agent_reprotect.Settings.from_dict(cfg.reprotect or {}, f"{path}: reprotect")
         return cfg
 
 
@@ -98,6 +109,7 @@ class VMWatch(threading.Thread):
         self.commands: queue.Queue = queue.Queue()
         self.pid: int | None = None          # the QEMU the view is about
         self.first_look_done = False         # the view says something (the agent tells the peer only then)
+        self.readied_pid: int | None = None  # the secondary this agent started for the peer (ready_secondary)
         self._report = report
         self._launcher = Launcher()
 
@@ -119,6 +131,8 @@ class VMWatch(threading.Thread):
         except (KeyError, TypeError, ColoError):
             spec = None
         pid = self._launcher.find_pid(spec) if spec is not None else None
+        if pid is None and self._run_ready_commands(spec):
+            return  # a host back without its QEMU (power cut) readied a secondary: watched from the next look
         if pid is None or not os.path.exists(spec.agent_qmp_path):
             if pid is not None and self.pid != pid:
                 log(f"{self.view.name}: QEMU (pid {pid}) has no agent monitor (started by an older colo.ft?): "
@@ -132,6 +146,32 @@ class VMWatch(threading.Thread):
             self._forget()  # what was known of another QEMU does not hold for this one
         self._watch(spec, pid)
 
+    def _run_ready_commands(self, leftover) -> bool:
+        """With no QEMU to watch, a command to ready a secondary runs here (_forget answers the others)."""
+        try:
+            action, why = self.commands.queue[0]
+        except IndexError:
+            return False
+        if action != agent_rules.READY:
+            return False
+        self.commands.get_nowait()
+        self._done(action, why, lambda: self._ready_secondary(leftover))
+        return True
+
+    def _ready_secondary(self, leftover) -> list[str]:
+        done = agent_reprotect.ready_secondary(self.cfg.reprotect, self.view.name, leftover, self._launcher)
+        self.readied_pid = self._launcher.find_pid(agent_reprotect.secondary_spec(self.cfg.reprotect, self.view.name))
+        return done
+
+    def _done(self, action: str, why: str, run) -> None:
+        t0 = time.monotonic()
+        try:
+            done = run()
+        except (ColoError, OSError) as exc:
+            done = [f"failed: {exc}"]
+        self._report(Report(self.view.name, "done", {"action": action, "why": why, "steps": done,
+                                                     "seconds": round(time.monotonic() - t0, 3)}))
+
     def _forget(self) -> None:
         """No QEMU (or another one): a fresh view, and the commands meant for the old one answered as skipped."""
         while True:
@@ -141,7 +181,7 @@ class VMWatch(threading.Thread):
                 break
             skipped = {"action": action, "why": why, "seconds": 0.0, "steps": ["skipped: the QEMU it was for is gone"]}
             self._report(Report(self.view.name, "done", skipped))
-        fresh = agent_rules.VMView(self.view.name)
+        fresh = agent_rules.VMView(self.view.name, looked=True)
         if asdict(fresh) != asdict(self.view):
             self.view = fresh
             self._report(Report(self.view.name, "view", asdict(fresh)))
@@ -182,8 +222,10 @@ class VMWatch(threading.Thread):
                     pass
                 self._died(spec, pid, "it hung")
         except QMPConnectionError:
-            # A SHUTDOWN event (quit on request, guest poweroff) may have come inside the last command's answer.
-            if not any(event["event"] == "SHUTDOWN" for event in listener.events):
+            # A SHUTDOWN event (quit on request, guest poweroff) may have come inside the last command's answer;
+            # a given-up QEMU this agent replaced by a new secondary did not die either.
+            replaced = self.readied_pid not in (None, pid)
+            if not replaced and not any(event["event"] == "SHUTDOWN" for event in listener.events):
                 self._died(spec, pid, "it ended without a shutdown")
         finally:
             listener.close()
@@ -218,8 +260,9 @@ class VMWatch(threading.Thread):
             client.execute("stop")
             log(f"{spec.name}: fenced guest ran again; stopped")
             run["running"] = False
+        ready = pid == self.readied_pid and colo["mode"] == "none" and run["status"] == "inmigrate"
         self._set(alive=True, mode=colo["mode"], last_mode=colo["last-mode"], running=bool(run["running"]),
-                  fenced=fenced, decided_at=decided and decided.get("at"))
+                  fenced=fenced, decided_at=decided and decided.get("at"), looked=True, ready=ready)
 
     def _died(self, spec, pid: int, why: str) -> None:
         for _wait in range(20):  # a QEMU that closed its monitor is about to be gone
@@ -235,16 +278,17 @@ class VMWatch(threading.Thread):
                 action, why = self.commands.get_nowait()
             except queue.Empty:
                 return
-            t0 = time.monotonic()
-            try:
-                done = self._do(client, spec, pid, action, why)
-            except ColoError as exc:
-                done = [f"failed: {exc}"]
-            self._report(Report(spec.name, "done", {"action": action, "why": why, "steps": done,
-                                                    "seconds": round(time.monotonic() - t0, 3)}))
+            self._done(action, why, lambda: self._do(client, spec, pid, action, why))
             self._poll(client, spec, pid)
 
     def _do(self, client: QMPClient, spec, pid: int, action: str, why: str) -> list[str]:
+        if action == agent_rules.READY:  # this QEMU is given up: a new secondary replaces it
+            return self._ready_secondary(spec)
+        if action == agent_rules.PROTECT:
+            done = agent_reprotect.protect(self.cfg.reprotect, client, spec)
+            if done:
+                failover_log.append(spec, "reprotected", why, BY, pid)
+            return done
         if action == agent_rules.FENCE:
             client.execute("stop")
             failover_log.append(spec, "fenced", why, BY, pid)
@@ -278,7 +322,7 @@ class Agent:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.cluster = agent_rules.ClusterView()
+        self.cluster = agent_rules.ClusterView(auto_reprotect=cfg.auto_reprotect)
         self.reports: queue.Queue = queue.Queue()
         self._wake_r, self._wake_w = os.pipe()
         self.watches = {name: VMWatch(name, cfg, self._post) for name in cfg.vms}
@@ -329,8 +373,8 @@ class Agent:
         self.cluster.quorate = quorate
         self.cluster.nodes = tuple(nodes)
         self.cluster.peer_seen = self.cluster.peer_seen or self.cluster.peer_present
-        if not self.cluster.peer_present:
-            self.cluster.peer_serving = {}  # what it said is stale: it is gone
+        if not self.cluster.peer_present:  # what it said is stale: it is gone
+            self.cluster.peer_serving, self.cluster.peer_alone, self.cluster.peer_ready = {}, set(), set()
         log(f"quorum: {'quorate' if quorate else 'NOT quorate'}, nodes {list(nodes)}")
 
     def _on_members(self, members: list, left: list, joined: list) -> None:
@@ -352,8 +396,10 @@ class Agent:
         elif msg.get("type") == "state":
             self.cluster.peer_node = nodeid
             self.cluster.peer_state_at = time.monotonic()
-            self.cluster.peer_serving = {vm: st.get("decided_at") for vm, st in msg.get("vms", {}).items()
-                                         if st.get("serving") and vm in self.watches}
+            vms = {vm: st for vm, st in msg.get("vms", {}).items() if vm in self.watches}
+            self.cluster.peer_serving = {vm: st.get("decided_at") for vm, st in vms.items() if st.get("serving")}
+            self.cluster.peer_alone = {vm for vm, st in vms.items() if st.get("alone")}
+            self.cluster.peer_ready = {vm for vm, st in vms.items() if st.get("ready")}
             log(f"node {nodeid} serves {self.cluster.peer_serving or 'nothing'}")
         elif msg.get("type") == "qemu_died" and msg.get("vm") in self.watches:
             log(f"node {nodeid}: its QEMU of {msg['vm']} died ({msg.get('why')})")
@@ -444,7 +490,8 @@ class Agent:
         it joins: a host that hung and came back learns at once that its guest was taken over (decide())."""
         if self.cpg is None or not all(watch.first_look_done for watch in self.watches.values()):
             return  # before its first look a VM would be reported as serving nothing
-        now = {view.name: {"serving": view.serving, "decided_at": view.decided_at}
+        now = {view.name: {"serving": view.serving, "decided_at": view.decided_at, "alone": view.alone,
+                           "ready": view.ready}
                for view in (watch.view for watch in self.watches.values())}
         if now == self._state_sent:
             return
@@ -461,6 +508,7 @@ class Agent:
             os.unlink(serving)
         snapshot = {"pid": os.getpid(), "updated": round(time.time(), 1), "node": self.cluster.me,
                     "quorate": self.cluster.quorate, "nodes": list(self.cluster.nodes), "agents": self.cpg_members, "maintenance": self.cluster.maintenance,
+                    "auto_reprotect": self.cfg.auto_reprotect,
                     "vms": {view.name: {**asdict(view), "pending": self.pending.get(view.name),
                                         "last_action": self.last.get(view.name)} for view in views}}
         path = os.path.join(self.cfg.run_dir, "state.json")

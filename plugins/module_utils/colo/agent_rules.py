@@ -22,7 +22,12 @@ Rules (docs/agent.md):
   failed over (released, resumed) once this host is quorate and the peer is gone, or the peer's agent
   said after the hold that it does not serve the guest, and membership settled (a quorum change since
   the hold, or SETTLE_S).
-* a fenced QEMU is never acted on again.
+* a fenced QEMU is never acted on again (but for the re-protection below, which stops it).
+* automatic re-protection (auto_reprotect, quorate, the peer present): where the peer's agent says it serves
+  a guest alone by a failover decision and no live QEMU serves it here (none, or a fenced one), this host
+  readies itself as the new secondary (READY); where this host serves a guest alone by a decision and the
+  peer's agent says it readied a secondary for it, this host protects towards it (PROTECT). A secondary that
+  a playbook started is not "readied by the agent": reprotect.yml and the agents never both protect.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ from dataclasses import dataclass, field
 
 FENCE = "fence"
 FAILOVER = "failover"
+READY = "ready_secondary"
+PROTECT = "protect"
 # A held guest whose peer does not serve it is resumed after this long even without a membership change
 # (COLO broke while both hosts stayed members: nothing else will come).
 SETTLE_S = 2.0
@@ -47,12 +54,19 @@ class VMView:
     fenced: bool = False         # the failover log says this QEMU was given up
     decided_at: float | None = None  # when this QEMU was taken over or released by a decision (failover log)
     held_since: float | None = None  # monotonic time the agent held it (stopped) after COLO failed by itself
+    looked: bool = False         # the agent looked for its QEMU at least once (before, "not alive" means nothing)
+    ready: bool = False          # a secondary this agent started and readied, waiting for its primary
 
     @property
     def serving(self) -> bool:
         """The guest is served from here: a COLO primary, or a guest running alone."""
         return self.alive and not self.fenced and (
             self.mode == "primary" or (self.mode == "none" and (self.running or self.held_since is not None)))
+
+    @property
+    def alone(self) -> bool:
+        """The guest runs here alone after a failover decision (a survivor: a secondary to re-protect towards)."""
+        return self.serving and self.mode == "none" and self.held_since is None and self.decided_at is not None
 
 
 @dataclass
@@ -68,6 +82,9 @@ class ClusterView:
     # VMs the peer's agent last said it serves, with when its serving was decided (None: no decision).
     peer_serving: dict[str, float | None] = field(default_factory=dict)
     peer_node: int = 0                     # the node those came from
+    peer_alone: set[str] = field(default_factory=set)  # VMs the peer runs alone after a failover decision
+    peer_ready: set[str] = field(default_factory=set)  # VMs the peer's agent readied a new secondary for
+    auto_reprotect: bool = False
     peer_state_at: float = 0.0             # monotonic time the peer's agent last said what it serves
     changed_at: float = 0.0                # monotonic time of the last quorum notification
     now: float = 0.0                       # monotonic time of this decision
@@ -94,10 +111,20 @@ def decide(cluster: ClusterView, vms: list[VMView]) -> list[tuple[str, str, str]
     fencing = {name for name, _action, _why in out}
     out += [(vm.name, FAILOVER, "the peer's QEMU died") for vm in acting
             if vm.name in cluster.peer_qemu_died and vm.name not in fencing]
-    return out + [(vm.name, FAILOVER, "COLO failed and the peer does not serve the guest") for vm in acting
-                  if vm.held_since is not None and vm.name not in cluster.peer_serving and vm.name not in fencing
-                  and cluster.peer_state_at > vm.held_since
-                  and (cluster.changed_at > vm.held_since or cluster.now - vm.held_since >= SETTLE_S)]
+    out += [(vm.name, FAILOVER, "COLO failed and the peer does not serve the guest") for vm in acting
+            if vm.held_since is not None and vm.name not in cluster.peer_serving and vm.name not in fencing
+            and cluster.peer_state_at > vm.held_since
+            and (cluster.changed_at > vm.held_since or cluster.now - vm.held_since >= SETTLE_S)]
+    return out + _reprotect(cluster, vms, {name for name, _action, _why in out})
+
+
+def _reprotect(cluster: ClusterView, vms: list[VMView], busy: set[str]) -> list[tuple[str, str, str]]:
+    if not cluster.auto_reprotect or not cluster.peer_present:
+        return []
+    out = [(vm.name, READY, "the peer runs the guest alone after a failover") for vm in vms
+           if vm.looked and vm.name in cluster.peer_alone and (not vm.alive or vm.fenced) and vm.name not in busy]
+    return out + [(vm.name, PROTECT, "the peer readied a new secondary") for vm in vms
+                  if vm.alive and not vm.fenced and vm.alone and vm.name in cluster.peer_ready and vm.name not in busy]
 
 
 def _peer_wins(vm: VMView, cluster: ClusterView) -> bool:

@@ -4,7 +4,8 @@ LOG_DIR/<vm>.jsonl (on disk: it outlives a power cut, unlike the VM's state dire
 one JSON object per line, oldest first: when (UTC, ISO 8601), vm, host, action (took_over: this side
 took the guest over after losing its primary; released: this primary stopped waiting for a lost
 secondary; fenced: this side stopped its guest because it lost quorum, so that the other side may
-take over), why, by (the agent or colo.ft.failover), and the QEMU the entry is about: qemu_pid and
+take over; reprotected: the agent protected this guest again towards a new secondary), why, by (the agent or
+colo.ft.failover), and the QEMU the entry is about: qemu_pid and
 the boot_id of the host's kernel (a pid is unique only within one boot).
 
 A fenced QEMU is given up: the other side may run the guest by now, so nothing may resume this
@@ -22,7 +23,7 @@ from typing import Any
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
 LOG_DIR = "/var/lib/colo-ft/failovers"
-ACTIONS = ("took_over", "released", "fenced")
+ACTIONS = ("took_over", "released", "fenced", "reprotected")
 # What a failover plan's lost side means for this side's entry.
 ACTION_OF_LOST = {"primary": "took_over", "secondary": "released"}
 

@@ -80,6 +80,12 @@ def image_info(path: str, qemu_img: str = "qemu-img") -> dict[str, Any]:
     return json.loads(res.stdout)
 
 
+def scratch_mib(virtual_sizes: list[int], slack_mib: int) -> int:
+    """The secondary's scratch tmpfs (active and hidden overlays of every VM): twice the disks' virtual sizes,
+    plus slack (MiB)."""
+    return -(-2 * sum(virtual_sizes) // 1048576) + slack_mib
+
+
 def image_problems(spec: VMSpec, role: str, exists=os.path.exists, isdir=os.path.isdir,
                    access=os.access) -> list[str]:
     """Files a start needs that are missing (checked before anything is started)."""

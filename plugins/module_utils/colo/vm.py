@@ -316,6 +316,31 @@ class VMSpec:
         return self
 
 
+# Option name (colo.ft.vm, a colo_vms entry) -> VMSpec field, where the names differ.
+OPTION_TO_FIELD = {
+    "forward_address": "forward_addr",
+    "checkpoint_address": "checkpoint_addr",
+}
+
+
+def spec_from_options(name: str, options: dict[str, Any], state_root: str = STATE_ROOT) -> VMSpec:
+    """The VMSpec of a VM described by colo.ft.vm's option names (not validated); options left out or None take
+    VMSpec's defaults, which are the module's."""
+    data: dict[str, Any] = {OPTION_TO_FIELD.get(k, k): v for k, v in options.items() if k != "name" and v is not None}
+    return VMSpec.from_dict({"name": name, "state_root": state_root or STATE_ROOT, "disk": None, "mac": None, **data})
+
+
+def with_overrides(spec: VMSpec, **overrides: Any) -> VMSpec:
+    """A copy of spec with the given fields replaced (None values are ignored), checked again."""
+    data = spec.to_dict()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    new = VMSpec.from_dict(data)
+    problems = [p for p in new.problems() if p not in spec.problems()]
+    if problems:
+        raise InvalidSpec("; ".join(problems))
+    return new
+
+
 def clashes(specs: list[VMSpec], host_resources: bool = True) -> list[str]:
     """What two VMs of one pair cannot share, as sentences (empty list: none).
 

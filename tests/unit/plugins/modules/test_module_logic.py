@@ -13,11 +13,10 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.host import image_pro
 from ansible_collections.colo.ft.plugins.module_utils.colo.records import existing_verdict
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.summary import replication_state, vm_entry
-from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
+from ansible_collections.colo.ft.plugins.module_utils.colo.vm import OPTION_TO_FIELD, VMSpec, with_overrides
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMMON_ARGS,
     GUEST_ARGS,
-    OPTION_TO_FIELD,
     PLACEMENT_ARGS,
     VM_SPEC_ARGS,
     apply_vm_dict,
@@ -25,7 +24,6 @@ from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     spec_from_params,
     spec_summary,
     stub_spec,
-    with_overrides,
 )
 
 GUEST = "/srv/colo-lab/guest"

@@ -4,7 +4,15 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import failover, failover_log
-from ansible_collections.colo.ft.plugins.module_utils.colo.agent_rules import FAILOVER, FENCE, ClusterView, VMView, decide
+from ansible_collections.colo.ft.plugins.module_utils.colo.agent_rules import (
+    FAILOVER,
+    FENCE,
+    PROTECT,
+    READY,
+    ClusterView,
+    VMView,
+    decide,
+)
 from ansible_collections.colo.ft.plugins.module_utils.colo.state import VMState
 from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 
@@ -14,7 +22,7 @@ BOTH = ClusterView(me=1, quorate=True, nodes=(1, 2), peer_seen=True)
 
 
 def cluster(**changes) -> ClusterView:
-    return ClusterView(**{**BOTH.__dict__, "peer_qemu_died": set(), **changes})
+    return ClusterView(**{**BOTH.__dict__, "peer_qemu_died": set(), "peer_alone": set(), "peer_ready": set(), **changes})
 
 
 def test_a_whole_pair_does_nothing():
@@ -159,3 +167,48 @@ def test_a_given_up_qemu_is_never_failed_over():
     st = VMState(mode="secondary", last_mode="none")
     with pytest.raises(failover.GivenUp, match="never resumed"):
         failover.plan(st, "auto", given_up={"when": "2026-12-03T10:00:00Z", "why": "this host lost quorum"})
+
+
+# -- automatic re-protection
+
+SURVIVOR = VMView("g1", alive=True, mode="none", running=True, decided_at=100.0, looked=True)
+NO_QEMU = VMView("g1", looked=True)
+
+
+def test_a_host_back_without_its_qemu_readies_a_secondary_for_the_survivor():
+    assert decide(cluster(auto_reprotect=True, peer_alone={"g1"}), [NO_QEMU]) == [
+        ("g1", READY, "the peer runs the guest alone after a failover")]
+
+
+def test_a_host_back_with_a_fenced_qemu_readies_a_secondary_too():
+    fenced = VMView("g1", alive=True, mode="none", running=False, fenced=True, looked=True)
+    assert decide(cluster(auto_reprotect=True, peer_alone={"g1"}), [fenced])[0][1] == READY
+
+
+@pytest.mark.parametrize("vm", [PRIMARY, SECONDARY, VMView("g1", alive=True, mode="none", running=True, looked=True)])
+def test_a_live_qemu_is_never_replaced(vm):
+    """A live guest here (protected, or serving alone) is not stopped for a secondary, whatever the peer says."""
+    assert all(action != READY for _vm, action, _why in decide(cluster(auto_reprotect=True, peer_alone={"g1"}), [vm]))
+
+
+def test_before_the_first_look_nothing_is_readied():
+    assert decide(cluster(auto_reprotect=True, peer_alone={"g1"}), [VMView("g1")]) == []
+
+
+def test_the_survivor_protects_towards_a_readied_secondary():
+    assert decide(cluster(auto_reprotect=True, peer_ready={"g1"}), [SURVIVOR]) == [
+        ("g1", PROTECT, "the peer readied a new secondary")]
+
+
+def test_a_guest_alone_without_a_failover_decision_is_not_protected_by_the_agent():
+    """site.yml's primary runs alone until the role protects it: the agent must not race the playbook."""
+    first_start = VMView("g1", alive=True, mode="none", running=True, looked=True)
+    assert decide(cluster(auto_reprotect=True, peer_ready={"g1"}), [first_start]) == []
+
+
+@pytest.mark.parametrize("changes", [{"auto_reprotect": False}, {"maintenance": True}, {"quorate": False},
+                                     {"nodes": (1,)}])
+def test_no_reprotection_when_off_paused_not_quorate_or_alone(changes):
+    assert decide(cluster(**{"auto_reprotect": True, "peer_alone": {"g1"}, **changes}), [NO_QEMU]) == []
+    assert all(action != PROTECT for _vm, action, _why in
+               decide(cluster(**{"auto_reprotect": True, "peer_ready": {"g1"}, **changes}), [SURVIVOR]))

@@ -46,10 +46,7 @@ def ensure_protected() -> tuple[str, str]:
         pass
     now = modes()
     if any(m == "none" for m in now.values()):
-        for host in HOSTS_BY_NAME:
-            if host not in now:
-                lab_cmd("restart", host)
-        timed_playbook("reprotect.yml")
+        repair_and_reprotect(next(h for h in HOSTS_BY_NAME if now.get(h) != "none"))
     else:
         timed_playbook("site.yml")
     wait_http()
@@ -108,12 +105,32 @@ def crash(host: str) -> float:
     return t
 
 
-def repair_and_reprotect(dead: str) -> float:
-    """Restart the crashed host and run reprotect.yml; the playbook's wall time."""
+def agents_active() -> bool:
+    """The colo.ft agents run and are not paused (they re-protect by themselves)."""
+    states = [hosts.ssh(HOSTS_BY_NAME[h], "cat /run/colo-ft/agent/state.json", capture=True, check=False)
+              for h in HOSTS_BY_NAME]
+    return all(s.returncode == 0 and not json.loads(s.stdout)["maintenance"] for s in states)
+
+
+def repair_and_reprotect(dead: str, timeout: float = 300) -> float:
+    """Restart the crashed host; with the agents active wait until they re-protected the guest by themselves
+    (the returning host secondary), else run reprotect.yml. The seconds from the restart to a protected pair."""
+    active = agents_active()
+    t0 = time.monotonic()
     lab_cmd("restart", dead)
-    seconds, counts = timed_playbook("reprotect.yml")
-    assert all(c["failed"] == 0 for c in counts.values()), counts
-    return seconds
+    if not active:
+        seconds, counts = timed_playbook("reprotect.yml")
+        assert all(c["failed"] == 0 for c in counts.values()), counts
+        return seconds
+    deadline = t0 + timeout
+    while True:
+        try:
+            if layout()[1] == dead:
+                return time.monotonic() - t0
+        except AssertionError:
+            pass
+        assert time.monotonic() < deadline, f"the agents did not re-protect the guest on {dead} within {timeout:g} s"
+        time.sleep(2)
 
 
 def _ssh_argv(host: str, command: str) -> list[str]:

@@ -124,7 +124,7 @@ def deploy_table(res: dict) -> list[str]:
 def soak_table(res: dict) -> list[str]:
     cyc = res["cycles"]
     return [f"**Soak**: {len(cyc)} failover + re-protect cycles in a row (lost side alternating primary/secondary, "
-            "the colo.ft agents fail over, reprotect.yml re-protects), ledger writes all along.", "",
+            "the colo.ft agents fail over and re-protect, nobody acting), ledger writes all along.", "",
             _row("cycles", "acknowledged records", "lost", "connections that survived", "cycle median / max",
                  "ledger write gap median / max"),
             _row(*["---:"] * 6),

@@ -8,8 +8,8 @@ dark first) and the survivor takes over, through:
   agent released it);
 * playbook: failover.yml (probe, fencing, colo.ft.failover: what an operator runs), agents paused;
 * direct: the runtime's failover called directly on the survivor (armed before the crash), agents paused.
-Modes alternate run by run; after each run the crashed host is restarted and reprotect.yml protects
-the guest again, so the hosts take turns dying.
+Modes alternate run by run; after each run the crashed host is restarted and the guest protected again (by
+the agents themselves, or reprotect.yml while they are paused), so the hosts take turns dying.
 """
 from __future__ import annotations
 

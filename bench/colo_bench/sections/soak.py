@@ -1,7 +1,7 @@
 """Soak: failover + re-protect cycles in a row, ledger writes all along, connections held open.
 
-The colo.ft agents fail over (nobody runs failover.yml); reprotect.yml puts the pair back after the
-crashed host is restarted (re-protection is not automatic yet).
+Unattended: the colo.ft agents fail over (nobody runs failover.yml) and, once the crashed host is restarted,
+re-protect the pair by themselves (nobody runs reprotect.yml).
 
 Cycles alternate the lost side: even cycles crash the primary's host (the secondary takes over),
 odd ones the secondary's (the primary goes on alone); both hosts die in turn. One writer connection

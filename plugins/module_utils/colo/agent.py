@@ -8,7 +8,8 @@ query-colo-status every watch_interval_s, a QEMU that does not answer for hang_t
 and a QEMU that ends without a SHUTDOWN event (killed, crashed) is reported to the peer's agent
 through CPG at once. After every change it asks agent_rules.decide() what to do, and does it with
 the runtime's own plans: failover.plan (lost=auto) for a failover, QMP stop for a self-fence; each
-is written to the VM's failover log (failover_log.py). It publishes its view in run_dir:
+is written to the VM's failover log (failover_log.py). With auto_reprotect it also re-protects the pair once the lost
+host is back (agent_reprotect.py: that host readies a new secondary, the survivor protects towards it). It publishes its view in run_dir:
 state.json (for status.yml) and the file `primary`, present while a local VM serves the guest (the
 quorum device's heuristic prefers that host when the pair is split).
 """
@@ -173,14 +174,21 @@ class VMWatch(threading.Thread):
                                                      "seconds": round(time.monotonic() - t0, 3)}))
 
     def _forget(self) -> None:
-        """No QEMU (or another one): a fresh view, and the commands meant for the old one answered as skipped."""
+        """No QEMU (or another one): a fresh view, and the commands meant for the old one answered as skipped
+        (but readying a secondary, which is for a host without one: _run_ready_commands runs it)."""
+        keep = []
         while True:
             try:
                 action, why = self.commands.get_nowait()
             except queue.Empty:
                 break
+            if action == agent_rules.READY:
+                keep.append((action, why))
+                continue
             skipped = {"action": action, "why": why, "seconds": 0.0, "steps": ["skipped: the QEMU it was for is gone"]}
             self._report(Report(self.view.name, "done", skipped))
+        for command in keep:
+            self.commands.put(command)
         fresh = agent_rules.VMView(self.view.name, looked=True)
         if asdict(fresh) != asdict(self.view):
             self.view = fresh
@@ -283,6 +291,8 @@ class VMWatch(threading.Thread):
 
     def _do(self, client: QMPClient, spec, pid: int, action: str, why: str) -> list[str]:
         if action == agent_rules.READY:  # this QEMU is given up: a new secondary replaces it
+            if failover_log.given_up(spec, pid) is None:
+                return ["skipped: a live QEMU runs the guest here"]
             return self._ready_secondary(spec)
         if action == agent_rules.PROTECT:
             done = agent_reprotect.protect(self.cfg.reprotect, client, spec)

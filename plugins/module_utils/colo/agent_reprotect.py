@@ -104,10 +104,14 @@ def ready_secondary(s: Settings, name: str, leftover: VMSpec | None, launcher: L
     guard.check(spec.qemu_binary, allow_unsupported=s.allow_unsupported_qemu)
     started = launcher.start(spec, "secondary", proxy=False)
     done.append(f"started {name} as secondary ({started.message})")
-    with QMPClient(spec.qmp_path, timeout=30.0) as qmp:
-        plan = checkpoint.plan_ready(state.read(qmp), "secondary", spec.checkpoint_addr, spec.nbd_port,
-                                     spec.migration_port, s.allow_unsupported_qemu)
-        done += plan.apply(qmp)
+    try:
+        with QMPClient(spec.qmp_path, timeout=30.0) as qmp:
+            plan = checkpoint.plan_ready(state.read(qmp), "secondary", spec.checkpoint_addr, spec.nbd_port,
+                                         spec.migration_port, s.allow_unsupported_qemu)
+            done += plan.apply(qmp)
+    except ColoError:
+        launcher.stop(spec)  # a secondary that is not ready would stay so: the next try starts afresh
+        raise
     return done
 
 

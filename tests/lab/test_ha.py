@@ -163,17 +163,22 @@ def test_secondary_qemu_killed():
     reprotect(secondary, primary, restart=False)
 
 
-def fenced(host: str) -> bool:
-    return bool((agent_state(host) or {}).get("vms", {}).get("guest0", {}).get("fenced"))
+def fenced_since(host: str, since: float) -> bool:
+    """host's agent fenced its guest after `since` (time.time()), by its failover log: the given-up QEMU may be
+    replaced by a new secondary (automatic re-protection) a second later."""
+    log = on_host(host, "cat /var/lib/colo-ft/failovers/guest0.jsonl", check=False).stdout
+    return any(entry["action"] == "fenced" and entry["by"] == "colo-ft-agent" and entry["at"] >= since
+               for entry in map(json.loads, log.splitlines()))
 
 
 def test_every_link_between_the_hosts_cut():
     """Both hosts alive, nothing between them: the arbiter gives quorum to the primary's side only; the
     secondary's side fences its guest."""
     primary, secondary = layout()
+    since = time.time()
     try:
         fault("split", lambda: lab_cmd("split"), primary)
-        wait_for(f"{secondary} fences its guest", lambda: fenced(secondary), timeout=30)
+        wait_for(f"{secondary} fences its guest", lambda: fenced_since(secondary, since), timeout=30)
         assert agent_state(secondary)["quorate"] is False
     finally:
         lab_cmd("heal", "split")
@@ -183,19 +188,22 @@ def test_every_link_between_the_hosts_cut():
 def test_corosync_killed_on_the_secondary():
     """The secondary's agent loses corosync: it cannot know quorum, so it fences; the primary goes on alone."""
     primary, secondary = layout()
+    since = time.time()
     fault("corosync_killed", lambda: on_host(secondary, "kill -KILL $(pidof corosync)"), primary)
-    wait_for(f"{secondary} fences its guest", lambda: fenced(secondary), timeout=30)
-    on_host(secondary, "systemctl restart corosync corosync-qdevice")
+    wait_for(f"{secondary} fences its guest", lambda: fenced_since(secondary, since), timeout=30)
+    # corosync back (systemd may have restarted it already with corosync-qdevice): the host rejoins, and its agent
+    # replaces the given-up QEMU by a new secondary.
+    on_host(secondary, "systemctl start corosync corosync-qdevice")
     reprotect(secondary, primary, restart=False)
 
 
 def test_primary_frozen_then_thawed():
     """A host that hangs for 10 s and comes back must find its guest taken over and stop its own."""
     primary, secondary = layout()
-
+    since = time.time()
     fault("primary_frozen", lambda: lab_cmd("freeze", primary), secondary,
           then=lambda: (time.sleep(10), lab_cmd("thaw", primary)))
-    wait_for(f"the thawed {primary} fences its guest", lambda: fenced(primary), timeout=30)
+    wait_for(f"the thawed {primary} fences its guest", lambda: fenced_since(primary, since), timeout=30)
     reprotect(primary, secondary, restart=False)
 
 

@@ -31,6 +31,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo import (
     agent_rules,
     failover,
     failover_log,
+    host,
     process,
     state,
 )
@@ -300,10 +301,16 @@ class VMWatch(threading.Thread):
                 failover_log.append(spec, "reprotected", why, BY, pid)
             return done
         if action == agent_rules.FENCE:
+            # Off the client bridge first: what the guest or its colo-compare still sends (held replies flushed when
+            # this QEMU is stopped or quits) must not reach the clients the other side serves now.
+            try:
+                done = host.move_tap(spec.tap_name, self.cfg.isolated_bridge)
+            except ColoError as exc:
+                done = [f"tap left where it was: {exc}"]
             client.execute("stop")
             failover_log.append(spec, "fenced", why, BY, pid)
             self._set(held_since=None)
-            return ["stop"]
+            return done + ["stop"]
         resumed = []
         if self.view.held_since is not None:  # decide() says this side keeps the guest: let it run again
             client.execute("cont")

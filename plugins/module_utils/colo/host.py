@@ -185,7 +185,8 @@ def bridge_of(iface: str) -> str | None:
 
 
 def move_tap(tap: str, to_bridge: str) -> list[str]:
-    """Put the guest's tap on the client bridge (failover.plan_primary_lost checked where it was)."""
+    """Put the guest's tap on to_bridge: the client bridge when a secondary takes over (failover.plan_primary_lost
+    checked where it was), the isolated one when the agent fences a guest (nothing it still sends reaches clients)."""
     now = bridge_of(tap)
     if now == to_bridge:
         return []

@@ -222,7 +222,7 @@ vms:
 agent:
   description: What the colo.ft agent of this host (role colo.ft.colo_cluster) last published - its node id,
     whether the node is quorate, the node ids in its quorum view, the agents in its CPG group, the maintenance
-    switch and its view of each VM; V(null) where no agent runs.
+    switch, whether it re-protects by itself (C(auto_reprotect)) and its view of each VM; V(null) where no agent runs.
   returned: always
   type: dict
   sample:
@@ -231,6 +231,7 @@ agent:
     nodes: [1, 2]
     agents: [1, 2]
     maintenance: false
+    auto_reprotect: true
 ansible_facts:
   description: Facts set by the module.
   returned: always

@@ -207,6 +207,15 @@ def test_primary_frozen_then_thawed():
     reprotect(primary, secondary, restart=False)
 
 
+def test_secondary_frozen_then_thawed():
+    """A secondary that hangs for 10 s: the primary's agent releases it (the guest goes on alone); the thawed
+    secondary's QEMU, whatever it did by itself, is replaced by a new secondary."""
+    primary, secondary = layout()
+    fault("secondary_frozen", lambda: lab_cmd("freeze", secondary), primary,
+          then=lambda: (time.sleep(10), lab_cmd("thaw", secondary)))
+    reprotect(secondary, primary, restart=False)
+
+
 def test_arbiter_down_keeps_the_pair_protected():
     """Without the arbiter both hosts still hold 2 of 3 votes: nothing fails over, COLO goes on."""
     primary, secondary = layout()

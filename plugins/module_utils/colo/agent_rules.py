@@ -55,11 +55,15 @@ class VMView:
     decided_at: float | None = None  # when this QEMU was taken over or released by a decision (failover log)
     held_since: float | None = None  # monotonic time the agent held it (stopped) after COLO failed by itself
     looked: bool = False         # the agent looked for its QEMU at least once (before, "not alive" means nothing)
+    started_as: str = ""         # the role its QEMU was started in (the VM's record)
     ready: bool = False          # a secondary this agent started and readied, waiting for its primary
 
     @property
     def serving(self) -> bool:
-        """The guest is served from here: a COLO primary, or a guest running alone."""
+        """The guest is served from here: a COLO primary, or a guest running alone - not a secondary that was never
+        in COLO (its vCPUs run for a moment while COLO starts, before query-colo-status says secondary)."""
+        if self.started_as == "secondary" and self.mode == "none" and self.last_mode == "none":
+            return False
         return self.alive and not self.fenced and (
             self.mode == "primary" or (self.mode == "none" and (self.running or self.held_since is not None)))
 

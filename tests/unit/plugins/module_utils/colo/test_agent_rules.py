@@ -212,3 +212,13 @@ def test_no_reprotection_when_off_paused_not_quorate_or_alone(changes):
     assert decide(cluster(**{"auto_reprotect": True, "peer_alone": {"g1"}, **changes}), [NO_QEMU]) == []
     assert all(action != PROTECT for _vm, action, _why in
                decide(cluster(**{"auto_reprotect": True, "peer_ready": {"g1"}, **changes}), [SURVIVOR]))
+
+
+def test_a_secondary_starting_colo_is_not_a_second_guest():
+    """While COLO starts, a new secondary's vCPUs run before query-colo-status says secondary: not serving, so the
+    survivor's newer decision does not fence it; a secondary that left COLO (last_mode secondary) is serving."""
+    starting = VMView("g1", alive=True, mode="none", last_mode="none", running=True, looked=True, started_as="secondary")
+    assert not starting.serving
+    assert decide(cluster(peer_serving={"g1": 100.0}, peer_node=2), [starting]) == []
+    left_colo = VMView("g1", alive=True, mode="none", last_mode="secondary", running=True, started_as="secondary")
+    assert left_colo.serving

@@ -146,7 +146,7 @@ class VMWatch(threading.Thread):
         if pid != self.pid:
             self.pid = pid
             self._forget()  # what was known of another QEMU does not hold for this one
-        self._set(started_as=record.get("role") or "")
+        self._set(started_as=record.get("role") or "", started_at=process.started_at(pid))
         self._watch(spec, pid)
 
     def _run_ready_commands(self, leftover) -> bool:

@@ -24,8 +24,9 @@ Rules (docs/agent.md):
   the hold, or SETTLE_S).
 * a fenced QEMU is never acted on again (but for the re-protection below, which stops it).
 * automatic re-protection (auto_reprotect, quorate, the peer present): where the peer's agent says it serves
-  a guest alone by a failover decision and no live QEMU serves it here (none, or a fenced one), this host
-  readies itself as the new secondary (READY); where this host serves a guest alone by a decision and the
+  a guest alone by a failover decision, a QEMU here that started before that decision and serves nothing is
+  fenced (left over: a secondary whose COLO broke), and where no live QEMU serves it here (none, or a fenced
+  one) this host readies itself as the new secondary (READY); where this host serves a guest alone by a decision and the
   peer's agent says it readied a secondary for it, this host protects towards it (PROTECT). A secondary that
   a playbook started is not "readied by the agent": reprotect.yml and the agents never both protect.
 """
@@ -56,6 +57,7 @@ class VMView:
     held_since: float | None = None  # monotonic time the agent held it (stopped) after COLO failed by itself
     looked: bool = False         # the agent looked for its QEMU at least once (before, "not alive" means nothing)
     started_as: str = ""         # the role its QEMU was started in (the VM's record)
+    started_at: float | None = None  # when its QEMU started (wall clock, as the failover log's `at`)
     ready: bool = False          # a secondary this agent started and readied, waiting for its primary
 
     @property
@@ -125,8 +127,14 @@ def decide(cluster: ClusterView, vms: list[VMView]) -> list[tuple[str, str, str]
 def _reprotect(cluster: ClusterView, vms: list[VMView], busy: set[str]) -> list[tuple[str, str, str]]:
     if not cluster.auto_reprotect or not cluster.peer_present:
         return []
-    out = [(vm.name, READY, "the peer runs the guest alone after a failover") for vm in vms
-           if vm.looked and vm.name in cluster.peer_alone and (not vm.alive or vm.fenced) and vm.name not in busy]
+    # A QEMU here that predates the peer's decision to run the guest alone and serves nothing is left over (e.g. a
+    # secondary whose COLO broke): given up, then replaced like a fenced one.
+    left = [(vm.name, FENCE, "left over from before the peer ran the guest alone") for vm in vms
+            if vm.alive and not vm.fenced and not vm.serving and vm.name in cluster.peer_alone and vm.name not in busy
+            and vm.started_at is not None and (cluster.peer_serving.get(vm.name) or 0.0) > vm.started_at]
+    busy = busy | {name for name, _action, _why in left}
+    out = left + [(vm.name, READY, "the peer runs the guest alone after a failover") for vm in vms
+                  if vm.looked and vm.name in cluster.peer_alone and (not vm.alive or vm.fenced) and vm.name not in busy]
     return out + [(vm.name, PROTECT, "the peer readied a new secondary") for vm in vms
                   if vm.alive and not vm.fenced and vm.alone and vm.name in cluster.peer_ready and vm.name not in busy]
 

@@ -36,6 +36,18 @@ def same_argv(actual: list[str] | None, expected: list[str]) -> bool:
     return actual[1:] == expected[1:] and os.path.basename(actual[0]) == os.path.basename(expected[0])
 
 
+def started_at(pid: int) -> float | None:
+    """When the process started (seconds since the epoch, to the clock tick), from /proc; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime (fields after comm start at 3)
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def pid_alive(pid: int) -> bool:
     """True if pid exists and is not a zombie (an exited child not yet reaped)."""
     try:

@@ -222,3 +222,14 @@ def test_a_secondary_starting_colo_is_not_a_second_guest():
     assert decide(cluster(peer_serving={"g1": 100.0}, peer_node=2), [starting]) == []
     left_colo = VMView("g1", alive=True, mode="none", last_mode="secondary", running=True, started_as="secondary")
     assert left_colo.serving
+
+
+def test_a_secondary_left_over_from_before_the_peers_decision_is_fenced_then_replaced():
+    """A secondary that hung while the primary released it: COLO broke, it serves nothing, and it started before the
+    peer's decision. A secondary this agent started after that decision is not touched."""
+    left = VMView("g1", alive=True, mode="secondary", running=False, looked=True, started_as="secondary",
+                  started_at=50.0)
+    peer = {"auto_reprotect": True, "peer_alone": {"g1"}, "peer_serving": {"g1": 100.0}}
+    assert decide(cluster(**peer), [left]) == [("g1", FENCE, "left over from before the peer ran the guest alone")]
+    new = VMView("g1", alive=True, mode="none", running=False, looked=True, started_as="secondary", started_at=150.0)
+    assert decide(cluster(**peer), [new]) == []

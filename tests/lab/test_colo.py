@@ -1,13 +1,13 @@
 """COLO end to end on the lab, through the playbooks a user runs.
 
 One scenario, in order (the lab is a single pair of hosts):
-site.yml protects the guest -> rerun and check mode change nothing -> a new checkpoint interval in place ->
-a tuned checkpoint_delay_ms in colo_vms survives a failover and reprotect.yml (and the pair is put back:
-colo-a primary at the inventory's interval) -> colo-a (primary) crashes,
-failover.yml -> site.yml and a failover.yml naming the survivor dead are refused -> reprotect.yml
-(colo-b primary) -> colo-a (now secondary) crashes, failover.yml -> reprotect.yml: colo-b primary, colo-a
-secondary. The colo.ft agents are paused (maintenance) all along: this is the manual path; test_ha.py is the
-automatic one.
+site.yml protects the guest -> the agents are paused (maintenance) -> test_firewall.py's tests run here (conftest
+orders them; they leave colo-a primary, colo-b secondary) -> rerun and check mode change nothing -> a new
+checkpoint interval in place -> site.yml with a tuned checkpoint_delay_ms (1500 ms) in the guest's colo_vms entry
+applies it in place; every later playbook run gets that colo_vms -> colo-a (primary) crashes, failover.yml ->
+site.yml and a failover.yml naming the survivor dead are refused -> reprotect.yml (colo-b primary) -> colo-a (now
+secondary) crashes, failover.yml -> reprotect.yml: colo-b primary, colo-a secondary; colo-b keeps the tuned delay
+throughout. The colo.ft agents stay paused: this is the manual path; test_ha.py is the automatic one.
 Throughout, a client writes ledger records and holds an idle TCP connection open: no acknowledged
 record may be lost and the held connection must still work after each failover.
 """
@@ -32,6 +32,28 @@ from colo_lab.testing import (
 )
 
 pytestmark = pytest.mark.usefixtures("lab")
+
+TUNED_DELAY_MS = 1500  # not the inventory's (the default 2000)
+
+
+@pytest.fixture(scope="module")
+def tuned(lab, tmp_path_factory) -> tuple[str, str]:
+    """ansible-playbook arguments giving the inventory's colo_vms (JSON) with TUNED_DELAY_MS in the guest's entry,
+    as an extra-vars file: from test_checkpoint_interval_changes_in_place on, every playbook run gets them."""
+    entries = json.loads(lab.read_text())["all"]["vars"]["colo_vms"]
+    path = tmp_path_factory.mktemp("tuned") / "tuned-vms.json"
+    path.write_text(json.dumps({"colo_vms": [{**vm, "checkpoint_delay_ms": TUNED_DELAY_MS} for vm in entries]}))
+    return ("-e", f"@{path}")
+
+
+def delay_ms(host: str) -> int:
+    """x-checkpoint-delay of guest0's QEMU on host (a primary's; a secondary's QEMU keeps QEMU's default)."""
+    return vm_info()[host]["guest0"]["checkpoint_delay_ms"]
+
+
+def recorded_delay_ms(host: str) -> int:
+    """checkpoint_delay_ms in guest0's record on host: what its QEMU applies when it protects the guest."""
+    return json.loads(on_host(host, "cat /run/colo-ft/guest0/spec.json").stdout)["spec"]["checkpoint_delay_ms"]
 
 
 def roles() -> dict:
@@ -147,8 +169,9 @@ def test_site_rerun_and_check_mode_change_nothing():
     assert_protected("colo-a", "colo-b")
 
 
-def test_checkpoint_interval_changes_in_place():
-    """A protected pair takes a new x-checkpoint-delay without a new protection; a rerun changes nothing."""
+def test_checkpoint_interval_changes_in_place(tuned):
+    """A protected pair takes a new x-checkpoint-delay without a new protection, from colo.ft.checkpoint (a rerun
+    changes nothing) and from the guest's colo_vms entry through site.yml."""
     pid = vm_info()["colo-a"]["guest0"]["pid"]
     args = {"name": "guest0", "state": "protected", "checkpoint_delay_ms": 500}
     rc, results = run_module("colo-a", "colo.ft.checkpoint", args)
@@ -161,42 +184,16 @@ def test_checkpoint_interval_changes_in_place():
     assert guest["checkpoint_delay_ms"] == 500 and guest["pid"] == pid and guest["mode"] == "primary"
     # 4 s at 500 ms: far more checkpoints than the 2 at most that 2000 ms allows.
     assert guest["checkpoints"] >= 4, guest
-    # site.yml puts the inventory's interval back.
-    result = ansible("ansible-playbook", "playbooks/site.yml")
-    assert recap(result.stdout)["colo-a"]["changed"] == 1, result.stdout[-4000:]
-    assert vm_info()["colo-a"]["guest0"]["checkpoint_delay_ms"] == 2000
-
-
-TUNED_DELAY_MS = 1500  # not the default 2000
-
-
-def test_tuned_checkpoint_delay_survives_failover_and_reprotect(lab, tmp_path):
-    """checkpoint_delay_ms in the guest's colo_vms entry is the VM's own: applied without a restart, and kept
-    by the survivor through failover.yml and reprotect.yml (which pass no delay)."""
-    # The inventory (JSON) with the delay in the guest's entry, as an extra-vars file for every playbook run.
-    entries = json.loads(lab.read_text())["all"]["vars"]["colo_vms"]
-    tuned = tmp_path / "tuned-vms.json"
-    tuned.write_text(json.dumps({"colo_vms": [{**vm, "checkpoint_delay_ms": TUNED_DELAY_MS} for vm in entries]}))
-    extra = ("-e", f"@{tuned}")
+    # site.yml applies the guest's colo_vms entry in place: a tuned delay there (1500, not the inventory's 2000).
     pids = {host: vms["guest0"]["pid"] for host, vms in vm_info().items()}
-    ansible("ansible-playbook", "playbooks/site.yml", *extra)
+    result = ansible("ansible-playbook", "playbooks/site.yml", *tuned)
+    # Both hosts record the new delay (colo.ft.vm); the primary's QEMU takes it (colo.ft.checkpoint).
+    counts = recap(result.stdout)
+    assert counts["colo-a"]["changed"] == 2 and counts["colo-b"]["changed"] == 1, result.stdout[-4000:]
     guests = {host: vms["guest0"] for host, vms in vm_info().items()}
     assert guests["colo-a"]["checkpoint_delay_ms"] == TUNED_DELAY_MS, guests
     assert {host: guest["pid"] for host, guest in guests.items()} == pids, "a new delay restarted a VM"
-    assert_protected("colo-a", "colo-b")
-
-    crash_and_fail_over("colo-a", "colo-b", "tuned_primary_lost", *extra)
-    restart_and_reprotect("colo-a", "colo-b", "tuned_reprotect", *extra)
-    assert vm_info()["colo-b"]["guest0"]["checkpoint_delay_ms"] == TUNED_DELAY_MS
-
-    # Back to what the following tests start from: colo-a primary at the inventory's 2000 ms, colo-b secondary
-    # (colo-b's new secondary is started from the inventory; colo-a keeps its recorded 1500 until told otherwise).
-    crash_and_fail_over("colo-b", "colo-a", "tuned_back")
-    restart_and_reprotect("colo-b", "colo-a", "tuned_back_reprotect")
-    args = {"name": "guest0", "state": "protected", "checkpoint_delay_ms": 2000}
-    rc, results = run_module("colo-a", "colo.ft.checkpoint", args)
-    assert rc == 0, results
-    assert vm_info()["colo-a"]["guest0"]["checkpoint_delay_ms"] == 2000
+    assert recorded_delay_ms("colo-b") == TUNED_DELAY_MS
     assert_protected("colo-a", "colo-b")
 
 
@@ -209,14 +206,16 @@ def test_failover_on_the_wrong_side_is_refused_and_changes_nothing():
     assert_protected("colo-a", "colo-b")
 
 
-def test_primary_lost_then_failover_keeps_every_write_and_connection():
-    crash_and_fail_over("colo-a", "colo-b", "primary_lost")
+def test_primary_lost_then_failover_keeps_every_write_and_connection(tuned):
+    crash_and_fail_over("colo-a", "colo-b", "primary_lost", *tuned)
+    # The survivor was the secondary: its QEMU never checkpointed, so the delay is in its record, for reprotect.yml.
+    assert recorded_delay_ms("colo-b") == TUNED_DELAY_MS
 
 
-def test_site_after_a_failover_is_refused_and_points_to_reprotect():
+def test_site_after_a_failover_is_refused_and_points_to_reprotect(tuned):
     """site.yml describes the first layout; after a failover it must not start a second guest."""
     lab_cmd("restart", "colo-a")
-    result = ansible("ansible-playbook", "playbooks/site.yml", check=False)
+    result = ansible("ansible-playbook", "playbooks/site.yml", *tuned, check=False)
     assert result.returncode != 0
     assert "took over the guest after a failover" in result.stdout and "reprotect.yml" in result.stdout
     modes = roles()
@@ -224,9 +223,10 @@ def test_site_after_a_failover_is_refused_and_points_to_reprotect():
     assert "colo.ft test guest" in http_get("/")
 
 
-def test_failover_naming_the_only_host_that_runs_the_guest_dead_is_refused():
+def test_failover_naming_the_only_host_that_runs_the_guest_dead_is_refused(tuned):
     """Both hosts answer and the operator names the wrong one: nothing is fenced, the guest keeps running."""
-    result = ansible("ansible-playbook", "playbooks/failover.yml", "-e", "colo_failover_dead=colo-b", check=False)
+    result = ansible("ansible-playbook", "playbooks/failover.yml", *tuned, "-e", "colo_failover_dead=colo-b",
+                     check=False)
     assert result.returncode != 0
     assert "not fencing colo-b: guest0 does not run on colo-a" in " ".join(result.stdout.split()), result.stdout[-3000:]
     modes = roles()
@@ -234,16 +234,19 @@ def test_failover_naming_the_only_host_that_runs_the_guest_dead_is_refused():
     assert "colo.ft test guest" in http_get("/")
 
 
-def test_reprotect_makes_the_repaired_host_secondary():
-    restart_and_reprotect("colo-a", "colo-b", "reprotect1")
+def test_reprotect_makes_the_repaired_host_secondary(tuned):
+    restart_and_reprotect("colo-a", "colo-b", "reprotect1", *tuned)
+    assert delay_ms("colo-b") == TUNED_DELAY_MS
 
 
-def test_secondary_lost_then_failover_keeps_the_primary_serving():
+def test_secondary_lost_then_failover_keeps_the_primary_serving(tuned):
     # Silent: the primary's NBD and migration streams to the dead host get no FIN/RST; failover yanks them
     # (before, blockdev-del of the replication child waited on TCP's retransmissions for ~15 minutes).
-    crash_and_fail_over("colo-a", "colo-b", "secondary_lost")
+    crash_and_fail_over("colo-a", "colo-b", "secondary_lost", *tuned)
+    assert delay_ms("colo-b") == TUNED_DELAY_MS
 
 
-def test_reprotect_after_the_secondary_was_lost():
+def test_reprotect_after_the_secondary_was_lost(tuned):
     """The pair is protected again (colo-b primary) for test_ha.py, whose fault matrix covers both directions."""
-    restart_and_reprotect("colo-a", "colo-b", "reprotect2")
+    restart_and_reprotect("colo-a", "colo-b", "reprotect2", *tuned)
+    assert delay_ms("colo-b") == TUNED_DELAY_MS

@@ -5,6 +5,9 @@ address, which Linux answers on whatever interface a packet comes in) and the st
 on the forward and on the checkpoint link). Every COLO port of both hosts, on both link addresses, must drop their
 connections (no answer: with no firewall a port nobody listens on refuses at once), while sshd on the same addresses
 answers them (the path works). The peer keeps connecting: COLO checkpoints, fails over and re-protects.
+
+These tests run inside test_colo.py's scenario (tests/lab/conftest.py orders them): on the pair its site.yml
+protected, colo-a primary and colo-b secondary, with the agents paused. They leave the pair so.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 
 import pytest
 from colo_lab.config import CLIENT_NS, HOSTS_BY_NAME, STRANGER_NS
-from colo_lab.testing import ansible, lab_cmd, on_host, recap, tcp_probe, vm_info, wait_http
+from colo_lab.testing import ansible, lab_cmd, on_host, recap, tcp_probe, vm_info
 
 pytestmark = pytest.mark.usefixtures("lab")
 
@@ -82,11 +85,6 @@ def assert_protected(primary: str, secondary: str) -> None:
 
 
 def test_only_the_peer_reaches_the_colo_ports():
-    # From bare hosts: the tests before may leave the pair failed over, where site.yml rightly refuses.
-    lab_cmd("down")
-    lab_cmd("up")
-    ansible("ansible-playbook", "playbooks/site.yml")
-    wait_http()
     assert_protected("colo-a", "colo-b")
     # QEMU listens on the ports probed here and no other: the primary on mirror/compare, the secondary on
     # migration/NBD.

@@ -1,12 +1,13 @@
 """The pair protects itself: the colo.ft agents fail over with no person and no playbook.
 
-Runs after test_colo.py, which leaves colo-a serving alone and colo-b crashed, with the agents in
-maintenance (test_colo exercises the manual path). Here the agents are switched back on and the pair
-is protected again; then each fault of the matrix is made under client load, and every case asserts
-what users care about: no acknowledged ledger write lost, the idle connection kept, and never two
-guests answering the guest's address (ARP replies watched per host at the client switch). After each
-case the agents put the pair back by themselves once the lost host is back (automatic re-protection: the
-survivor stays primary, the returning host becomes its secondary), with ledger writes all along.
+Runs after test_colo.py, which leaves the pair protected (colo-b primary, colo-a secondary) with the
+agents in maintenance (test_colo exercises the manual path). Here the agents are switched back on (and
+the pair protected again if it is not); then each fault of the matrix is made under client load, and
+every case asserts what users care about: no acknowledged ledger write lost, the idle connection kept,
+and never two guests answering the guest's address (ARP replies watched per host at the client
+switch). After each case the agents put the pair back by themselves once the lost host is back
+(automatic re-protection: the survivor stays primary, the returning host becomes its secondary), with
+ledger writes all along.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def fault(tag: str, make_fault, survivor: str, then=None) -> float:
 
 @pytest.fixture(scope="module", autouse=True)
 def protected_pair():
-    """test_colo leaves one host serving alone (the other crashed) and the agents in maintenance: switch them
-    on and protect the guest again."""
+    """test_colo leaves the agents in maintenance (and a protected pair; one host serving alone, the other
+    crashed or not, is protected again): switch them on."""
     info = vm_info()
     now = roles(info)
     if sorted(now.values()) != ["primary", "secondary"]:

@@ -156,7 +156,8 @@ timings:
       description: Disk resync (drive-mirror start to job end).
       type: float
     resync_bytes:
-      description: Bytes the resync copied (what the guest's disk holds; unallocated areas are only zeroed).
+      description: The resync job's progress at its end, in bytes - the disk's whole virtual size (areas that read
+        as zeroes count without being sent as data) plus what the guest rewrote meanwhile.
       type: int
     colo_after_migrate_s:
       description: C(migrate) to COLO running.

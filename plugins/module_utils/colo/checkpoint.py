@@ -56,7 +56,7 @@ class ProtectResult:
     warnings: list[str] = field(default_factory=list)
     duration_s: float = 0.0  # whole protect call
     resync_s: float | None = None  # drive-mirror start -> job ended (guest paused at its end)
-    resync_bytes: int | None = None  # what the resync copied (the mirror job's offset at its end)
+    resync_bytes: int | None = None  # the mirror job's offset at its end (the virtual size, zero areas included)
     colo_after_migrate_s: float | None = None  # migrate -> both sides in COLO
     guest_pause_ms: float | None = None  # primary's STOP -> RESUME around the switch to COLO
 

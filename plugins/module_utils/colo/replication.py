@@ -29,6 +29,7 @@ DISK = DISK_ID  # quorum colo-disk0 on both sides
 EXPORT = PARENT_ID  # the secondary's copy of the disk, exported over NBD
 NODE = REPLICATION_NODE  # primary-side replication child of the quorum
 JOB = "resync"
+RESYNC_NBD_NODE = "resync-nbd"  # the resync's NBD client (its target), named so that it can be yanked
 NBD_PORT = 9999
 
 Progress = Callable[[int, int], None]  # (bytes copied, bytes to copy: grows with the guest's writes)
@@ -182,13 +183,17 @@ def _follow(qmp: QMPClient, ended: EventListener, disk: str, stall_timeout: floa
         if copied > best:
             best, best_at = copied, now
         elif now - best_at > stall_timeout:
-            try:
-                qmp.execute("block-job-cancel", {"device": JOB, "force": True})
-            except QMPError:
-                pass  # gone meanwhile: the error below says why the copy stopped
+            # Cut the NBD connection first: cancelling a job whose writes hang on a dead peer would wait for
+            # them (TCP gives up after many minutes) with QEMU's main loop held, the guest and monitor with it.
+            for command, args in (("yank", {"instances": [{"type": "block-node", "node-name": RESYNC_NBD_NODE}]}),
+                                  ("block-job-cancel", {"device": JOB, "force": True})):
+                try:
+                    qmp.execute(command, args)
+                except QMPError:
+                    pass  # gone meanwhile: the error below says why the copy stopped
             raise ColoError(f"resync of {disk} made no progress for {stall_timeout:g} s ({copied} of {total} bytes "
-                            "copied): is the secondary up and reachable on the checkpoint link? The copy was "
-                            "cancelled; protecting again starts it over")
+                            "copied): is the secondary up and reachable on the checkpoint link? The copy was cut "
+                            "and cancelled; protecting again starts it over")
         time.sleep(POLL_S if not until_ready or now - start < 2 else SLOW_POLL_S)
 
 
@@ -227,8 +232,8 @@ def resync(
                     "device": disk,
                     "job-id": JOB,
                     # Options (json:), as a URI cannot carry tls-creds; the raw format is in them.
-                    "target": "json:" + json.dumps({"driver": "raw",
-                                                    "file": {**nbd_node(host, port, tls), "export": export}}),
+                    "target": "json:" + json.dumps({"driver": "raw", "file": {
+                        **nbd_node(host, port, tls), "export": export, "node-name": RESYNC_NBD_NODE}}),
                     "mode": "existing",
                     "sync": "full",
                 },

@@ -13,9 +13,9 @@ description:
   - V(ready) runs on the B(secondary) host. It sets the COLO migration capabilities, exports the secondary's disk over
     NBD on its checkpoint-link address and makes QEMU listen for the incoming migration.
   - V(protected) runs on the B(primary) host, after V(ready) on the secondary. It resyncs the secondary's disk by
-    C(drive-mirror) while the guest runs (the whole disk, whatever the secondary's image held), pauses the guest, adds the replication child to the disk's quorum,
-    adds the network proxy objects that are missing, sets capabilities and the checkpoint delay, migrates, and waits
-    until COLO runs. The guest keeps running apart from the short pause at the switch.
+    C(drive-mirror) while the guest runs (the whole disk, whatever the secondary's image held), pauses the guest,
+    adds the replication child to the disk's quorum, adds the network proxy objects that are missing, sets
+    capabilities and the checkpoint delay, migrates, and waits until COLO runs. The guest keeps running apart from the short pause at the switch.
   - On a survivor of a failover (a former secondary promoted by M(colo.ft.failover), or a primary whose secondary
     died) V(protected) is the re-protection with a freshly started secondary; set O(forward_address) when this host's
     forward-link address differs from the one recorded at start (a former secondary).

@@ -47,15 +47,38 @@ def in_client(*argv: str, check: bool = True, timeout: float = 300) -> subproces
     return lab_cmd("client", *argv, check=check, timeout=timeout)
 
 
-def ansible(*argv: str, check: bool = True, timeout: float = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run an Ansible command-line tool from the project's venv against the lab."""
+def _ansible_call(argv: tuple[str, ...], env: dict | None) -> tuple[list[str], dict]:
     tool, *rest = argv
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
-    result = subprocess.run([str(REPO / ".venv/bin" / tool), "-i", str(INVENTORY), *rest], text=True,
-                            capture_output=True, timeout=timeout, cwd=REPO, env=env, check=False)
+    return ([str(REPO / ".venv/bin" / tool), "-i", str(INVENTORY), *rest],
+            {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", **(env or {})})
+
+
+def _checked(argv: tuple[str, ...], result: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def ansible(*argv: str, check: bool = True, timeout: float = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run an Ansible command-line tool from the project's venv against the lab."""
+    cmd, full_env = _ansible_call(argv, env)
+    result = subprocess.run(cmd, text=True, capture_output=True, timeout=timeout, cwd=REPO, env=full_env, check=False)
+    return _checked(argv, result, check)
+
+
+def ansible_peak_rss(*argv: str, check: bool = True, env: dict | None = None) -> tuple[subprocess.CompletedProcess, int]:
+    """ansible(), and the controller's peak resident memory in KiB: the largest of the tool's process and every
+    process it waited for (its forks, their ssh), as wait4's rusage reports it. Output goes to files (a pipe
+    would need a reader while we wait)."""
+    cmd, full_env = _ansible_call(argv, env)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, text=True, stdout=out, stderr=err, cwd=REPO, env=full_env)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+    return _checked(argv, result, check), usage.ru_maxrss
 
 
 @contextlib.contextmanager

@@ -13,9 +13,9 @@ description:
   - V(ready) runs on the B(secondary) host. It sets the COLO migration capabilities, exports the secondary's disk over
     NBD on its checkpoint-link address and makes QEMU listen for the incoming migration.
   - V(protected) runs on the B(primary) host, after V(ready) on the secondary. It resyncs the secondary's disk by
-    C(drive-mirror) while the guest runs, pauses the guest, adds the replication child to the disk's quorum,
-    adds the network proxy objects that are missing, sets capabilities and the checkpoint delay, migrates, and waits
-    until COLO runs. The guest keeps running apart from the short pause at the switch.
+    C(drive-mirror) while the guest runs (the whole disk, whatever the secondary's image held), pauses the guest,
+    adds the replication child to the disk's quorum, adds the network proxy objects that are missing, sets
+    capabilities and the checkpoint delay, migrates, and waits until COLO runs. The guest keeps running apart from the short pause at the switch.
   - On a survivor of a failover (a former secondary promoted by M(colo.ft.failover), or a primary whose secondary
     died) V(protected) is the re-protection with a freshly started secondary; set O(forward_address) when this host's
     forward-link address differs from the one recorded at start (a former secondary).
@@ -62,9 +62,20 @@ options:
         recorded delay back.
     type: int
   timeout:
-    description: With V(protected), seconds allowed for the resync and for COLO to start.
+    description:
+      - With V(protected), seconds allowed for COLO to start after the resync (the first full RAM copy, with the
+        guest paused). The resync is not bounded by it (see O(resync_stall_timeout)).
     type: float
     default: 600
+  resync_stall_timeout:
+    description:
+      - With V(protected), seconds the disk resync may go without copying a byte before it is given up (the copy is
+        cancelled; protecting again starts it over). A resync that keeps copying is never cut short, whatever the
+        disk's size.
+      - While the resync runs, its progress is in C(resync.json) of the VM's state directory, which M(colo.ft.info)
+        reports as C(resync).
+    type: float
+    default: 60
   allow_unsupported_qemu:
     description: Protect even with a QEMU known to fail COLO. Unsafe.
     type: bool
@@ -144,6 +155,10 @@ timings:
     resync_s:
       description: Disk resync (drive-mirror start to job end).
       type: float
+    resync_bytes:
+      description: The resync job's progress at its end, in bytes - the disk's whole virtual size (areas that read
+        as zeroes count without being sent as data) plus what the guest rewrote meanwhile.
+      type: int
     colo_after_migrate_s:
       description: C(migrate) to COLO running.
       type: float
@@ -154,7 +169,7 @@ timings:
 
 import time
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, state
+from ansible_collections.colo.ft.plugins.module_utils.colo import checkpoint, resync_progress, state
 from ansible_collections.colo.ft.plugins.module_utils.module_base import (
     COMPARE_ARGS,
     ColoModule,
@@ -168,6 +183,7 @@ def run(module: ColoModule) -> dict:
     spec, record = module.find()
     role = record.get("role")
     address = p["secondary_address"] or spec.checkpoint_addr
+    progress = resync_progress.ProgressFile(resync_progress.path(spec))
     with module.qmp(spec, timeout=max(30.0, float(p["timeout"]))) as qmp:
         before = state.read(qmp)
         t0 = time.monotonic()
@@ -178,10 +194,14 @@ def run(module: ColoModule) -> dict:
             # This run's settings override the recorded ones; a former secondary protects from its own forward link.
             pspec = with_overrides(spec, forward_addr=p["forward_address"], checkpoint_addr=address,
                                    **settings_overrides(p))
-            plan = checkpoint.plan_protect(before, pspec, address, float(p["timeout"]), p["allow_unsupported_qemu"])
+            plan = checkpoint.plan_protect(before, pspec, address, float(p["timeout"]), p["allow_unsupported_qemu"],
+                                           progress=progress, stall_timeout=float(p["resync_stall_timeout"]))
         else:
             plan = checkpoint.plan_release(before, role)
-        result, after = module.apply(plan, qmp, before)
+        try:
+            result, after = module.apply(plan, qmp, before)
+        finally:
+            progress.remove()
         if isinstance(plan, checkpoint.ProtectPlan) and not module.check_mode:
             result["changed"] = plan.result.changed
             if result["changed"]:
@@ -201,6 +221,7 @@ def main() -> None:
             "forward_address": {"type": "str"},
             "checkpoint_delay_ms": {"type": "int"},
             "timeout": {"type": "float", "default": 600},
+            "resync_stall_timeout": {"type": "float", "default": 60},
             "allow_unsupported_qemu": {"type": "bool", "default": False},
             **COMPARE_ARGS,
         },

@@ -215,6 +215,13 @@ vms:
       description: Whether the failover log says this QEMU was fenced (its host lost quorum); such a QEMU is
         never resumed.
       type: bool
+    resync:
+      description:
+        - While the primary resyncs the secondary's disk (M(colo.ft.checkpoint) V(protected) or
+          M(colo.ft.replication) V(attached) holds the VM's monitor meanwhile, so the other fields may be missing
+          with an RV(vms.error)), how far the copy is - C(copied_bytes), C(total_bytes) (grows with the guest's
+          writes), C(bytes_per_second), and C(started) and C(updated) (UNIX times); V(null) when no resync runs.
+      type: dict
     error:
       description: Why the VM could not be queried (its other fields are then partial).
       type: str
@@ -244,7 +251,7 @@ ansible_facts:
 
 import threading
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import agent, failover_log, guard
+from ansible_collections.colo.ft.plugins.module_utils.colo import agent, failover_log, guard, resync_progress
 from ansible_collections.colo.ft.plugins.module_utils.colo import status as colo_status
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError
 from ansible_collections.colo.ft.plugins.module_utils.colo.records import known_vms
@@ -254,9 +261,11 @@ from ansible_collections.colo.ft.plugins.module_utils.colo.vm import VMSpec
 from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoModule, stub_spec
 
 
-def _failovers(spec: VMSpec, vmstat: dict) -> dict:
+def _files(spec: VMSpec, vmstat: dict) -> dict:
+    """What the VM's state directory tells besides QEMU: its failover log, a resync under way."""
     return {"last_failover": failover_log.last(spec),
-            "given_up": failover_log.given_up(spec, vmstat.get("pid")) is not None}
+            "given_up": failover_log.given_up(spec, vmstat.get("pid")) is not None,
+            "resync": resync_progress.read(spec)}
 
 
 def collect(module: ColoModule) -> dict:
@@ -275,7 +284,7 @@ def collect(module: ColoModule) -> dict:
         except ColoError as exc:
             err = str(exc)
         entry = vm_entry(st, vmstat, record)
-        entry.update(_failovers(spec, vmstat))
+        entry.update(_files(spec, vmstat))
         if err:
             entry["error"] = err
         with lock:
@@ -290,7 +299,7 @@ def collect(module: ColoModule) -> dict:
         vmstat = status.to_dict()
         if not vmstat["qmp"]:
             entry = vm_entry(None, vmstat, record)
-            entry.update(_failovers(spec, vmstat))
+            entry.update(_files(spec, vmstat))
             if vmstat["running"]:
                 entry["error"] = vmstat["message"]
             vms[name] = entry

@@ -44,10 +44,16 @@ options:
       to be identical, for example copies of one image with the guest not yet started).
     type: bool
     default: true
-  timeout:
-    description: With V(attached), seconds allowed for the resync.
+  resync_stall_timeout:
+    description:
+      - With V(attached), seconds the resync may go without copying a byte before it is given up (the copy is
+        cancelled; running again starts it over). A resync that keeps copying is never cut short, whatever the
+        disk's size. While it runs, its progress is in C(resync.json) of the VM's state directory, which
+        M(colo.ft.info) reports as C(resync).
+      - O(timeout) is an alias (it used to bound the whole resync).
     type: float
-    default: 3600
+    default: 60
+    aliases: [timeout]
 seealso:
   - module: colo.ft.checkpoint
   - module: colo.ft.proxy
@@ -86,18 +92,22 @@ replication:
       elements: str
 """
 
-from ansible_collections.colo.ft.plugins.module_utils.colo import replication, state
+from ansible_collections.colo.ft.plugins.module_utils.colo import replication, resync_progress, state
 from ansible_collections.colo.ft.plugins.module_utils.module_base import ColoModule
 
 
 def run(module: ColoModule) -> dict:
     p = module.params
     spec, record = module.find()
-    with module.qmp(spec, timeout=max(30.0, float(p["timeout"]))) as qmp:
+    progress = resync_progress.ProgressFile(resync_progress.path(spec))
+    with module.qmp(spec) as qmp:
         before = state.read(qmp)
         plan = replication.plan(before, record.get("role"), p["state"], p["secondary_address"] or spec.checkpoint_addr,
-                                spec.nbd_port, p["resync"], float(p["timeout"]))
-        result, after = module.apply(plan, qmp, before)
+                                spec.nbd_port, p["resync"], float(p["resync_stall_timeout"]), progress)
+        try:
+            result, after = module.apply(plan, qmp, before)
+        finally:
+            progress.remove()
         result["replication"] = {"node_attached": after.child, "nbd_exports": list(after.exports)}
     return result
 
@@ -108,7 +118,7 @@ def main() -> None:
             "state": {"type": "str", "required": True, "choices": ["exported", "stopped", "attached", "detached"]},
             "secondary_address": {"type": "str"},
             "resync": {"type": "bool", "default": True},
-            "timeout": {"type": "float", "default": 3600},
+            "resync_stall_timeout": {"type": "float", "default": 60, "aliases": ["timeout"]},
         },
     )
     module.run(lambda: run(module))

@@ -219,7 +219,7 @@ DISKS = "/tmp/colo-ft-dirtest"
 def test_disks_leave_existing_directories_alone(lab, tmp_path):
     """A disk in /tmp, or in a directory of someone else, keeps that directory's owner and mode; what is missing
     is created root's, traversable by QEMU's group only (0710), and the image is QEMU's user's (0600, it reopens
-    it by name after dropping root). On the primary (disk_source) and on the secondary (copied from the primary)."""
+    it by name after dropping root). On the primary (disk_source) and on the secondary (created for the resync)."""
     on_host("colo-a", "head -c 65536 /dev/urandom > /root/colo-ft-dirtest.img")
     prepare = f"rm -rf {DISKS}* && mkdir -m 0751 {DISKS}-keep && chown nobody {DISKS}-keep && chmod 1777 /tmp"
     for host in ("colo-a", "colo-b"):
@@ -227,7 +227,7 @@ def test_disks_leave_existing_directories_alone(lab, tmp_path):
     vms = [{"name": "dirtest0", "mac": "52:54:00:13:02:01", "disk": f"{DISKS}0.img"},
            {"name": "dirtest1", "mac": "52:54:00:13:02:02", "disk": f"{DISKS}-keep/d1.img"},
            {"name": "dirtest2", "mac": "52:54:00:13:02:03", "disk": f"{DISKS}-new/sub/d2.img"}]
-    vms = [dict(vm, boot="disk", disk_source="/root/colo-ft-dirtest.img") for vm in vms]
+    vms = [dict(vm, boot="disk", disk_format="raw", disk_source="/root/colo-ft-dirtest.img") for vm in vms]
     extra = tmp_path / "disks.json"
     extra.write_text(json.dumps({"colo_vms": vms}))
     try:
@@ -243,3 +243,48 @@ def test_disks_leave_existing_directories_alone(lab, tmp_path):
     finally:
         for host in ("colo-a", "colo-b"):
             on_host(host, f"rm -rf {DISKS}* /root/colo-ft-dirtest.img", check=False)
+
+
+BIG = "/var/lib/colo-ft/images/colo-ft-sizetest.img"
+
+
+@pytest.mark.parametrize("secondary, vm, extra, words", [
+    ("qemu-img create -q -f raw {img} 32M", {}, [],
+     ["sizetest: the secondary's image /var/lib/colo-ft/images/colo-ft-sizetest.img has a virtual size of 33554432 "
+      "bytes (0.03 GiB), the primary's 67108864 bytes (0.06 GiB)", "remove it on the secondary host"]),
+    ("qemu-img create -q -f qcow2 {img} 64M", {}, [],
+     ["sizetest: the secondary's image /var/lib/colo-ft/images/colo-ft-sizetest.img is qcow2, but the VM's "
+      "disk_format is raw"]),
+    # A qcow2 header that qemu-img cannot open (any other file would pass as a raw image).
+    (r"printf 'QFI\373\0\0\0\3garbage' > {img}", {}, [],
+     ["/var/lib/colo-ft/images/colo-ft-sizetest.img on this host is not a disk image qemu-img can read",
+      "Unsupported cluster size"]),
+    (None, {}, ["-e", "colo_backend=xen"], ["Xen COLO starts without a resync, so the secondary needs an identical "
+                                            "copy"]),
+], ids=["size", "format", "unreadable", "xen-missing"])
+def test_a_secondary_disk_the_resync_cannot_fill_is_refused(lab, tmp_path, secondary, vm, extra, words):
+    """The secondary's image must take the primary's full resync: the VM's format and the primary's virtual size
+    (and no backing file, nor a primary image of another format than the VM's: tests/unit/.../test_images.py).
+    Anything else is refused before it (or anything) changes, saying what to fix. Without a resync (Xen) a missing
+    image is refused."""
+    on_host("colo-a", f"mkdir -p /var/lib/colo-ft/images && qemu-img create -q -f raw {BIG} 64M")
+    before = "absent"
+    if secondary:
+        on_host("colo-b", "mkdir -p /var/lib/colo-ft/images && " + secondary.format(img=BIG))
+        before = on_host("colo-b", f"sha256sum {BIG} && stat -c '%s %Y %U' {BIG}").stdout
+    vms = [dict({"name": "sizetest", "mac": "52:54:00:13:02:09", "disk": BIG, "boot": "disk", "disk_format": "raw"},
+                **vm)]
+    extra_vars = tmp_path / "disks.json"
+    extra_vars.write_text(json.dumps({"colo_vms": vms}))
+    try:
+        result = ansible("ansible-playbook", "tests/lab/playbooks/disk_dirs.yml", "-e", f"@{extra_vars}", *extra,
+                         check=False)
+        assert result.returncode != 0
+        for w in words:
+            assert w in result.stdout, result.stdout[-3000:]
+        assert "TASK [colo.ft.colo_secondary : Create the image with the primary's format" not in result.stdout
+        after = on_host("colo-b", f"sha256sum {BIG} && stat -c '%s %Y %U' {BIG}", check=False)
+        assert (after.stdout if after.returncode == 0 else "absent") == before
+    finally:
+        for host in ("colo-a", "colo-b"):
+            on_host(host, f"rm -f {BIG}", check=False)

@@ -56,6 +56,7 @@ class ProtectResult:
     warnings: list[str] = field(default_factory=list)
     duration_s: float = 0.0  # whole protect call
     resync_s: float | None = None  # drive-mirror start -> job ended (guest paused at its end)
+    resync_bytes: int | None = None  # the mirror job's offset at its end (the virtual size, zero areas included)
     colo_after_migrate_s: float | None = None  # migrate -> both sides in COLO
     guest_pause_ms: float | None = None  # primary's STOP -> RESUME around the switch to COLO
 
@@ -66,7 +67,7 @@ class ProtectResult:
 
     def timings(self) -> dict[str, float | None]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in {
-            "duration_s": self.duration_s, "resync_s": self.resync_s,
+            "duration_s": self.duration_s, "resync_s": self.resync_s, "resync_bytes": self.resync_bytes,
             "colo_after_migrate_s": self.colo_after_migrate_s, "guest_pause_ms": self.guest_pause_ms}.items()}
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,13 +127,18 @@ def _prefixed(out: Plan, prefix: str) -> Plan:
 
 def plan_protect(st: VMState, spec: VMSpec, host: str | None, timeout: float = 600.0,
                  allow_unsupported: bool = False, add_proxy: bool = True,
-                 progress: replication.Progress | None = None, boot: bool = False) -> ProtectPlan:
+                 progress: replication.Progress | None = None, boot: bool = False,
+                 stall_timeout: float = replication.STALL_TIMEOUT) -> ProtectPlan:
     """Protect this running primary with a secondary readied at `host` (its checkpoint-link address).
 
     spec gives the ports, the checkpoint delay and (add_proxy) the proxy a primary of
     this spec has: hot-added while the guest is paused, as colo-compare would hold every
-    packet until its timeout without a running secondary. boot=True: boot under COLO
-    (primary started with -S, disks identical: no resync).
+    packet until its timeout without a running secondary. timeout bounds the start of COLO
+    after the resync; the resync itself is bounded by progress only (stall_timeout seconds
+    without a byte copied, replication.resync). boot=True: boot under COLO (primary started
+    with -S, disks identical: no resync; the roles never do this).
+    A replication child left by an interrupted protection is dropped and the disk resynced:
+    what the secondary's image holds is never assumed.
     On a pair that is protected already, only a changed checkpoint delay is applied.
     """
     out = ProtectPlan()
@@ -166,8 +172,14 @@ def plan_protect(st: VMState, spec: VMSpec, host: str | None, timeout: float = 6
     pauses: list[EventListener] = []
     out.add(lambda qmp: _listen(qmp, pauses))
     if not boot:
+        if st.child is not None or st.node_exists:
+            # Not in COLO, yet a replication child (an interrupted protection, or a new secondary that died
+            # during a re-protection): the secondary's image may be stale or empty, so it is resynced in full.
+            replication.plan_detach(out, st)
+            st = dataclasses.replace(st, node_exists=False, quorum_children={
+                c: n for c, n in st.quorum_children.items() if n != replication.NODE})
         replication.plan_resync(out, st, host, spec.nbd_port,
-                                lambda qmp: _resync(qmp, out.result, host, spec, timeout, progress,
+                                lambda qmp: _resync(qmp, out.result, host, spec, stall_timeout, progress,
                                                     tls_creds(st.objects, "client")))
     replication.plan_attach(out, st, host, spec.nbd_port)
     if add_proxy:
@@ -186,11 +198,16 @@ def _listen(qmp: QMPClient, into: list[EventListener]) -> list[str]:
     return []
 
 
-def _resync(qmp: QMPClient, res: ProtectResult, host: str, spec: VMSpec, timeout: float,
+def _resync(qmp: QMPClient, res: ProtectResult, host: str, spec: VMSpec, stall_timeout: float,
             progress: replication.Progress | None, tls: str | None) -> list[str]:
+    def seen(copied: int, total: int) -> None:
+        res.resync_bytes = copied
+        if progress:
+            progress(copied, total)
+
     t = time.monotonic()
     try:
-        done = replication.resync(qmp, host, spec.nbd_port, timeout=timeout, progress=progress, tls=tls)
+        done = replication.resync(qmp, host, spec.nbd_port, stall_timeout=stall_timeout, progress=seen, tls=tls)
     except QMPError as exc:
         raise ColoError(f"resync to {replication.nbd_uri(host, spec.nbd_port, replication.EXPORT, tls)} "
                         f"failed: {exc.desc}; {SECONDARY_HINT.format(addr=host)}") from None
@@ -269,7 +286,7 @@ def protect(primary: QMPClient, secondary: QMPClient | None, checkpoint_host: st
             nbd_port: int = replication.NBD_PORT, migration_port: int = MIGRATION_PORT,
             checkpoint_delay_ms: int | None = None, timeout: float = 600.0, allow_unsupported: bool = False,
             progress: replication.Progress | None = None, proxy_spec: VMSpec | None = None,
-            boot: bool = False) -> ProtectResult:
+            boot: bool = False, stall_timeout: float = replication.STALL_TIMEOUT) -> ProtectResult:
     """Make a running primary fault tolerant with a freshly started secondary.
 
     checkpoint_host is the secondary's address on the checkpoint link (NBD and migration
@@ -292,7 +309,7 @@ def protect(primary: QMPClient, secondary: QMPClient | None, checkpoint_host: st
         if primary.version != secondary.version:
             warnings.append(f"QEMU versions differ: primary {primary.version}, secondary {secondary.version}")
     plan = plan_protect(state.read(primary), spec, checkpoint_host, timeout, allow_unsupported,
-                        add_proxy=proxy_spec is not None, progress=progress, boot=boot)
+                        add_proxy=proxy_spec is not None, progress=progress, boot=boot, stall_timeout=stall_timeout)
     res = plan.result
     res.warnings += warnings
     if plan.changed and secondary is not None:
@@ -310,7 +327,8 @@ def boot_under_colo(primary: QMPClient, secondary: QMPClient | None, checkpoint_
                     allow_unsupported: bool = False) -> ProtectResult:
     """Opt-in: start COLO before the guest boots (primary started with -S).
 
-    Both disks must already be identical (copies of one image), so no resync.
+    Both disks must already be identical (copies of one image), so no resync: never with a secondary image
+    that the colo_secondary role created (empty, for the resync of protect()); no module or role boots under COLO.
     secondary: as for protect() (None: prepared on its own host).
     """
     return protect(primary, secondary, checkpoint_host, nbd_port, migration_port, checkpoint_delay_ms, timeout,

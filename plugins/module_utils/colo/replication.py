@@ -29,9 +29,10 @@ DISK = DISK_ID  # quorum colo-disk0 on both sides
 EXPORT = PARENT_ID  # the secondary's copy of the disk, exported over NBD
 NODE = REPLICATION_NODE  # primary-side replication child of the quorum
 JOB = "resync"
+RESYNC_NBD_NODE = "resync-nbd"  # the resync's NBD client (its target), named so that it can be yanked
 NBD_PORT = 9999
 
-Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+Progress = Callable[[int, int], None]  # (bytes copied, bytes to copy: grows with the guest's writes)
 
 
 # -- block graph ----------------------------------------------------------------
@@ -143,14 +144,57 @@ def _job(qmp: QMPClient, job_id: str) -> dict[str, Any] | None:
 
 
 JOB_ENDS = ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")
+# A resync has no time limit while it copies: it is given up when the bytes copied have not grown for this long.
+STALL_TIMEOUT = 60.0
+POLL_S = 0.05  # job polls while the guest is paused (the end of the copy) and during the first seconds
+SLOW_POLL_S = 0.5  # later polls of a long copy, the guest running
 
 
-def _job_error(ended: EventListener, job_id: str) -> str:
-    """Why the job ended, from the JOB_ENDS events a listener saw."""
-    for ev in reversed(ended.drain()):
-        if ev.get("data", {}).get("device") == job_id:
-            return ev["data"].get("error", ev["event"])
-    return "it vanished"
+def _job_end(ended: EventListener, job_id: str) -> dict[str, Any] | None:
+    """The last of the JOB_ENDS events a listener saw for the job, or None."""
+    return next((ev for ev in reversed(ended.drain()) if ev.get("data", {}).get("device") == job_id), None)
+
+
+def _end_text(end: dict[str, Any] | None) -> str:
+    if end is None:
+        return "it vanished"
+    return end["data"].get("error") or end["event"]
+
+
+def _follow(qmp: QMPClient, ended: EventListener, disk: str, stall_timeout: float, progress: Progress | None,
+            until_ready: bool) -> None:
+    """Poll the resync job until it is ready (until_ready) or has ended. ColoError when it ends before it is
+    ready, or when the bytes it copied have not grown for stall_timeout seconds (the job is then cancelled, so a
+    rerun starts the copy over instead of waiting on a dead one)."""
+    start = best_at = time.monotonic()
+    best = -1
+    while True:
+        job = _job(qmp, JOB)
+        if job is None:
+            if until_ready:
+                raise ColoError(f"resync job of {disk} ended before it was ready: {_end_text(_job_end(ended, JOB))}")
+            return
+        copied, total = int(job.get("offset") or 0), int(job.get("len") or 0)
+        if progress:
+            progress(copied, total)
+        if until_ready and job.get("ready"):
+            return
+        now = time.monotonic()
+        if copied > best:
+            best, best_at = copied, now
+        elif now - best_at > stall_timeout:
+            # Cut the NBD connection first: cancelling a job whose writes hang on a dead peer would wait for
+            # them (TCP gives up after many minutes) with QEMU's main loop held, the guest and monitor with it.
+            for command, args in (("yank", {"instances": [{"type": "block-node", "node-name": RESYNC_NBD_NODE}]}),
+                                  ("block-job-cancel", {"device": JOB, "force": True})):
+                try:
+                    qmp.execute(command, args)
+                except QMPError:
+                    pass  # gone meanwhile: the error below says why the copy stopped
+            raise ColoError(f"resync of {disk} made no progress for {stall_timeout:g} s ({copied} of {total} bytes "
+                            "copied): is the secondary up and reachable on the checkpoint link? The copy was cut "
+                            "and cancelled; protecting again starts it over")
+        time.sleep(POLL_S if not until_ready or now - start < 2 else SLOW_POLL_S)
 
 
 def resync(
@@ -160,15 +204,22 @@ def resync(
     export: str = EXPORT,
     disk: str = DISK,
     node: str = NODE,
-    timeout: float = 3600.0,
+    stall_timeout: float = STALL_TIMEOUT,
     progress: Progress | None = None,
     tls: str | None = None,
 ) -> list[str]:
     """Copy the primary's disk to the secondary's NBD export and stop the guest.
 
-    Ends with the guest paused (so no write slips between the copy and the
-    replication child) and no job left: attach() and a migrate must follow,
-    or 'cont' to give up. Skipped when replication is already attached.
+    drive-mirror sync=full, mode existing: QEMU makes the whole target read as zeroes (or finds it does), copies
+    every allocated block of the source's chain, then keeps copying the guest's writes (the job is ready). Then
+    the guest is stopped and the job cancelled, which on a ready mirror copies what is left and ends
+    BLOCK_JOB_COMPLETED: only that end, without an error, counts as a copy (docs/qemu-colo.md, "Protect a
+    running primary"). QEMU refuses a target of another virtual size (the job ends with "Source and target image
+    have different sizes").
+    No time limit bounds a copy that progresses; it is given up when the bytes copied (the job's offset) have
+    not grown for stall_timeout seconds. progress(copied, total) is called at every poll of the job.
+    Ends with the guest paused (so no write slips between the copy and the replication child) and no job
+    left: attach() and a migrate must follow, or 'cont' to give up. Skipped when replication is already attached.
     """
     if replication_child(qmp, disk, node) is not None:
         return []
@@ -181,34 +232,23 @@ def resync(
                     "device": disk,
                     "job-id": JOB,
                     # Options (json:), as a URI cannot carry tls-creds; the raw format is in them.
-                    "target": "json:" + json.dumps({"driver": "raw",
-                                                    "file": {**nbd_node(host, port, tls), "export": export}}),
+                    "target": "json:" + json.dumps({"driver": "raw", "file": {
+                        **nbd_node(host, port, tls), "export": export, "node-name": RESYNC_NBD_NODE}}),
                     "mode": "existing",
                     "sync": "full",
                 },
             )
             done.append(f"drive-mirror {disk} -> {nbd_uri(host, port, export, tls)}")
-        deadline = time.monotonic() + timeout
-        while True:
-            job = _job(qmp, JOB)
-            if job is None:
-                raise ColoError(f"resync job of {disk} ended before it was ready: {_job_error(ended, JOB)}")
-            if progress:
-                progress(int(job.get("offset", 0)), int(job.get("len", 0)))
-            if job.get("ready"):
-                break
-            if time.monotonic() > deadline:
-                raise ColoError(f"resync of {disk} not ready after {timeout:g}s ({job.get('offset')}/{job.get('len')})")
-            time.sleep(0.05)
-    if qmp.execute("query-status")["running"]:
-        qmp.execute("stop")
-        done.append("stop")
-    qmp.execute("block-job-cancel", {"device": JOB})  # a ready mirror ends cleanly on cancel
-    done.append(f"block-job-cancel {JOB}")
-    while _job(qmp, JOB) is not None:
-        if time.monotonic() > deadline:
-            raise ColoError(f"resync job of {disk} did not end after cancel")
-        time.sleep(0.02)
+        _follow(qmp, ended, disk, stall_timeout, progress, until_ready=True)
+        if qmp.execute("query-status")["running"]:
+            qmp.execute("stop")
+            done.append("stop")
+        qmp.execute("block-job-cancel", {"device": JOB})  # a ready mirror copies what is left and completes
+        done.append(f"block-job-cancel {JOB}")
+        _follow(qmp, ended, disk, stall_timeout, progress, until_ready=False)
+        end = _job_end(ended, JOB)
+        if end is None or end["event"] != "BLOCK_JOB_COMPLETED" or end["data"].get("error"):
+            raise ColoError(f"resync of {disk} did not complete: {_end_text(end)}")
     return done
 
 
@@ -281,7 +321,7 @@ def plan_detach(out: Plan, st: VMState) -> None:
 
 
 def plan(st: VMState, role: str | None, state: str, host: str | None, port: int,
-         resync_disk: bool = True, timeout: float = 3600.0) -> Plan:
+         resync_disk: bool = True, stall_timeout: float = STALL_TIMEOUT, progress: Progress | None = None) -> Plan:
     """colo.ft.replication: exported/stopped on the secondary, attached/detached on the primary."""
     if state in ("exported", "stopped"):
         require_role(role, "secondary", f"state={state}")
@@ -298,8 +338,8 @@ def plan(st: VMState, role: str | None, state: str, host: str | None, port: int,
         out.add(stop_nbd, *(["nbd-server-stop"] if st.exports else []))
     elif state == "attached":
         if resync_disk:
-            plan_resync(out, st, host, port, lambda qmp: resync(qmp, host, port, timeout=timeout,
-                                                                tls=tls_creds(st.objects, "client")))
+            plan_resync(out, st, host, port, lambda qmp: resync(qmp, host, port, stall_timeout=stall_timeout,
+                                                                progress=progress, tls=tls_creds(st.objects, "client")))
         plan_attach(out, st, host, port)
     else:
         plan_detach(out, st)

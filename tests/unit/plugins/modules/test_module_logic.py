@@ -261,6 +261,18 @@ def test_plan_protect():
         protect(snap(mode="secondary"))
 
 
+def test_plan_protect_never_trusts_the_secondary_disk_behind_a_stale_replication_child():
+    """A replication child outside COLO (an interrupted protection, or a new secondary that died while being
+    protected): it goes, and the secondary's image (maybe one created empty) is resynced in full."""
+    for stale in (snap(child="children.1", node=True), snap(node=True)):
+        steps = protect(stale).describe()
+        detach = ["x-blockdev-change colo-disk0 -= children.1"] if stale.child else []
+        assert steps[:len(detach) + 3] == [*detach, "blockdev-del replication0",
+                                           f"drive-mirror colo-disk0 -> nbd://{ADDR}:9999/parent0", "stop"], steps
+        assert f"blockdev-add replication0 -> nbd://{ADDR}:9999/parent0" in steps
+        assert "x-blockdev-change colo-disk0 += replication0" in steps
+
+
 def test_plan_protect_on_a_protected_pair_only_moves_the_delay():
     st = snap(mode="primary", migrate={"status": "colo"})
     assert protect(st).describe() == []

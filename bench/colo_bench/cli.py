@@ -19,7 +19,7 @@ from colo_bench import report
 from colo_bench.settings import FULL, QUICK
 
 # In this order: deploy leaves a protected pair from bare hosts; the failover sections come last.
-SECTIONS = ("deploy", "cost", "checkpoints", "failover", "soak")
+SECTIONS = ("deploy", "cost", "checkpoints", "steady", "failover", "soak")
 DEFAULT_OUT = REPO / "bench/results"
 
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                    help=f"sections to run, of: {' '.join(SECTIONS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="a short smoke run: 1 run per failover mode, 2 soak "
-                   "cycles, 5 s windows (numbers not for publishing)")
+                   "cycles, 5 s windows, 30 s steady (numbers not for publishing)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory (default: bench/results)")
     p.add_argument("--readme", choices=("auto", "yes", "no"), default="auto",
                    help="update README.md's Performance section (auto: for a full run into bench/results)")

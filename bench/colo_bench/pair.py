@@ -14,6 +14,7 @@ from colo_lab.testing import ansible, lab_cmd, recap, run_module, vm_info, wait_
 
 VM = "guest0"
 REMOTE = "/var/lib/colo-bench"  # on the lab hosts' disks: survives a crash and a restart
+FAILOVER_LOG = f"/var/lib/colo-ft/failovers/{VM}.jsonl"
 
 
 def timed_playbook(name: str, *extra: str) -> tuple[float, dict]:
@@ -23,9 +24,27 @@ def timed_playbook(name: str, *extra: str) -> tuple[float, dict]:
     return time.monotonic() - t0, recap(result.stdout)
 
 
+def qemus() -> dict[str, dict]:
+    """{host: {"mode", "pid", "checkpoint_delay_ms"}} of the guest's running QEMU on the hosts that answer."""
+    return {h: {k: vms[VM][k] for k in ("mode", "pid", "checkpoint_delay_ms")}
+            for h, vms in vm_info().items() if vms and VM in vms and vms[VM]["running"]}
+
+
 def modes() -> dict[str, str]:
     """{host: COLO mode of the guest} for the hosts that answer."""
-    return {h: vms[VM]["mode"] for h, vms in vm_info().items() if vms and VM in vms and vms[VM]["running"]}
+    return {h: q["mode"] for h, q in qemus().items()}
+
+
+def failover_log(host: str) -> list[dict]:
+    """The guest's failover log on a host (docs/agent.md), oldest first; a torn line (power cut) is skipped."""
+    done = hosts.ssh(HOSTS_BY_NAME[host], f"cat {FAILOVER_LOG} 2>/dev/null || true", capture=True)
+    found = []
+    for line in done.stdout.splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found
 
 
 def layout() -> tuple[str, str]:

@@ -134,7 +134,24 @@ def soak_table(res: dict) -> list[str]:
                  f"{_s(res['ledger_gap_s'])} / {_s(res['ledger_gap_s'], 'max')}")]
 
 
-TABLES = {"failover": failover_table, "cost": cost_table, "checkpoints": checkpoints_table,
+def steady_table(res: dict) -> list[str]:
+    cp, http, led = res["checkpoint_sample"] or {}, res["http"] or {}, res["ledger"]
+    pauses = f"{_num(cp.get('pause_p50_ms'), 0)} / {_num(cp.get('pause_p99_ms'), 0)} ms" if cp else "–"
+    return [f"**Steady state**: {_num(res['duration_s'], 0)} s under checkpoint load - "
+            f"{_num(http.get('concurrency'))} closed-loop HTTP clients (new connection each) plus ledger writes on "
+            f"one connection, checkpoint delay {_num(res['checkpoint_delay_ms'])} ms - with the colo.ft agents "
+            "watching and nothing failing. A false failover is a failover log entry written on either host meanwhile.",
+            "",
+            _row("false failovers", "same pair and QEMUs after", "checkpoints (per s)", "pause p50 / p99",
+                 "HTTP req/s", "HTTP errors", "acknowledged records", "lost", "longest write gap"),
+            _row(*["---:"] * 9),
+            _row(len(res["false_failovers"]), "yes" if res["pair_unchanged"] else "**no**",
+                 f"{res['checkpoints']} ({_num(cp.get('checkpoints_per_second'))})", pauses,
+                 _num(res["req_per_s"]), _num(http.get("errors")), led["acked"], led["lost"],
+                 f"{_num(led['longest_gap_s'])} s")]
+
+
+TABLES = {"failover": failover_table, "steady": steady_table, "cost": cost_table, "checkpoints": checkpoints_table,
           "deploy": deploy_table, "soak": soak_table}
 
 

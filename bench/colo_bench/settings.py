@@ -6,10 +6,11 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class Settings:
-    runs: int = 5                    # failover outage: runs per mode
+    runs: int = 10                   # failover outage: runs per mode
     # failover outage: the paths measured (sections/failover.py MODES); the quick run keeps the agent's
     failover_modes: tuple[str, ...] = ("agent", "agent_secondary", "playbook", "direct")
-    cycles: int = 10                 # soak: failover + re-protect cycles
+    cycles: int = 50                 # soak: failover + re-protect cycles
+    steady_s: float = 600.0          # steady: seconds under checkpoint load with nothing failing
     window_s: float = 20.0           # cost of protection: seconds per measurement
     delays_ms: tuple[int, ...] = (500, 2000, 5000)
     checkpoints_per_window: int = 10  # checkpoint samples last at least this many delays
@@ -24,4 +25,5 @@ class Settings:
 
 
 FULL = Settings()
-QUICK = Settings(runs=1, cycles=2, window_s=5.0, checkpoints_per_window=2, failover_modes=("agent", "agent_secondary"))
+QUICK = Settings(runs=1, cycles=2, window_s=5.0, checkpoints_per_window=2, failover_modes=("agent", "agent_secondary"),
+                 steady_s=30.0)

@@ -125,10 +125,12 @@ def crash(host: str) -> float:
 
 
 def agents_active() -> bool:
-    """The colo.ft agents run and are not paused (they re-protect by themselves)."""
-    states = [hosts.ssh(HOSTS_BY_NAME[h], "cat /run/colo-ft/agent/state.json", capture=True, check=False)
+    """The colo.ft agents run and are not paused (they re-protect by themselves), as the hosts that answer say (a
+    crashed one cannot; the maintenance switch is set on both hosts and survives a reboot)."""
+    states = [hosts.ssh(HOSTS_BY_NAME[h], "cat /run/colo-ft/agent/state.json", capture=True, check=False, timeout=15)
               for h in HOSTS_BY_NAME]
-    return all(s.returncode == 0 and not json.loads(s.stdout)["maintenance"] for s in states)
+    answered = [json.loads(s.stdout) for s in states if s.returncode == 0 and s.stdout.strip()]
+    return bool(answered) and all(not s["maintenance"] for s in answered)
 
 
 def repair_and_reprotect(dead: str, timeout: float = 300) -> float:

@@ -79,16 +79,22 @@ def reprotect(repaired: str, survivor: str, restart: bool) -> None:
     assert last["action"] == "reprotected" and last["by"] == "colo-ft-agent", last
 
 
+# A thawed primary's QEMU fails COLO over by itself and colo-compare lets out what it held at the same instant,
+# before any agent can act (measured: 2.5 ms after COLO_EXIT; docs/agent.md, limits). Double answers are tolerated
+# while the thaw command runs and this long after it only; one later means the thawed guest was not stopped.
+THAW_RELEASE_S = 0.3
+
+
 def fault(tag: str, make_fault, survivor: str, then=None) -> float:
-    """Make the fault under load (then: what follows it, e.g. a thaw); wait until survivor serves alone; assert
-    the users' view. Returns the seconds from the fault to the first answer to a request sent after it (the fault
-    counts from the moment its command returned: the cut itself is a few ms earlier)."""
+    """Make the fault under load (then: what follows it, e.g. a thaw, returning when it happened); wait until
+    survivor serves alone; assert the users' view. Returns the seconds from the fault to the first answer to a
+    request sent after it (the fault counts from the moment its command returned: the cut itself is a few ms
+    earlier)."""
     with ClientLoad(tag) as load, ArpWatch() as arp, Prober() as probe:
         load.wait_acks(20)
         make_fault()
         t0 = time.monotonic()
-        if then is not None:
-            then()
+        thawed = then() if then is not None else None
         first = probe.first_answer_after(t0)
         wait_for(f"{survivor} serves the guest alone", lambda: serving_alone(survivor), timeout=60)
         served = time.monotonic()
@@ -99,7 +105,12 @@ def fault(tag: str, make_fault, survivor: str, then=None) -> float:
     assert load.lost() == [], "acknowledged records lost"
     load.held.ping()
     assert load.held.put(f"{tag}-held") > 0, "the connection opened before the fault no longer works"
-    assert arp.both_answered() == [], "two guests answered the guest's address"
+    both = arp.both_answered()
+    if thawed is not None:
+        record_metric(f"ha_{tag}_double_answers_at_thaw", len(both))
+        start, end = thawed
+        both = [pair for pair in both if not any(start <= t <= end + THAW_RELEASE_S for t in pair)]
+    assert both == [], "two guests answered the guest's address"
     assert arp.answering(served) == {survivor}, {host: len(times) for host, times in arp.replies.items()}
     last = json.loads(on_host(survivor, "tail -n1 /var/lib/colo-ft/failovers/guest0.jsonl").stdout)
     assert last["by"] == "colo-ft-agent", last
@@ -198,12 +209,20 @@ def test_corosync_killed_on_the_secondary():
     reprotect(secondary, primary, restart=False)
 
 
+def thaw_after(host: str, seconds: float) -> tuple[float, float]:
+    """Let the frozen host hang this long, thaw it; the thaw happened between the two times returned."""
+    time.sleep(seconds)
+    start = time.monotonic()
+    lab_cmd("thaw", host)
+    return start, time.monotonic()
+
+
 def test_primary_frozen_then_thawed():
     """A host that hangs for 10 s and comes back must find its guest taken over and stop its own."""
     primary, secondary = layout()
     since = time.time()
     fault("primary_frozen", lambda: lab_cmd("freeze", primary), secondary,
-          then=lambda: (time.sleep(10), lab_cmd("thaw", primary)))
+          then=lambda: thaw_after(primary, 10))
     wait_for(f"the thawed {primary} fences its guest", lambda: fenced_since(primary, since), timeout=30)
     reprotect(primary, secondary, restart=False)
 
@@ -213,7 +232,7 @@ def test_secondary_frozen_then_thawed():
     secondary's QEMU, whatever it did by itself, is replaced by a new secondary."""
     primary, secondary = layout()
     fault("secondary_frozen", lambda: lab_cmd("freeze", secondary), primary,
-          then=lambda: (time.sleep(10), lab_cmd("thaw", secondary)))
+          then=lambda: thaw_after(secondary, 10))
     reprotect(secondary, primary, restart=False)
 
 

@@ -53,3 +53,11 @@ def lab() -> Path:
     lab_cmd("up")
     assert INVENTORY.exists()
     return INVENTORY
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item: fixtures that gather evidence look at it after the test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

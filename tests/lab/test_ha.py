@@ -137,6 +137,27 @@ def protected_pair():
     agents_ready()
 
 
+# What a failed case leaves to read in the CI log: how each host's agent and QEMU saw the pair at the end.
+EVIDENCE = ("cat /run/colo-ft/agent/state.json; echo; tail -n 5 /var/lib/colo-ft/failovers/guest0.jsonl; "
+            "journalctl -u colo-ft-agent -n 60 --no-pager -o short-monotonic")
+
+
+@pytest.fixture(autouse=True)
+def evidence_on_failure(request):
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is None or not report.failed:
+        return
+    for host, look in [(host, lambda h=host: on_host(h, EVIDENCE, check=False, timeout=30)) for host in HOSTS] + [
+            ("vm_info", lambda: json.dumps(vm_info(), indent=1))]:
+        try:
+            done = look()
+        except Exception as exc:  # pylint: disable=broad-except  # evidence only: a host down says so here
+            done = repr(exc)
+        text = done if isinstance(done, str) else f"exit {done.returncode}\n{done.stdout}{done.stderr}"
+        print(f"=== {host}\n{text}")
+
+
 def layout() -> tuple[str, str]:
     """(primary, secondary) now; each case starts from a protected pair with both agents ready."""
     now = roles()
@@ -194,6 +215,22 @@ def test_every_link_between_the_hosts_cut():
         assert agent_state(secondary)["quorate"] is False
     finally:
         lab_cmd("heal", "split")
+    reprotect(secondary, primary, restart=False)
+
+
+def test_checkpoint_link_cut():
+    """Only the checkpoint link is cut: both hosts stay in the cluster (corosync's client link), while the guest's
+    disk writes (replicated over it) and COLO's checkpoints wait. The primary's agent releases the secondary once
+    checkpoints stop (the checkpoint delay plus colo_cluster_checkpoint_stall_s) and serves alone."""
+    primary, secondary = layout()
+    try:
+        fault("checkpoint_link_cut", lambda: lab_cmd("cut", "eth2"), primary)
+        assert all(agent_state(host)["quorate"] for host in HOSTS)
+        released = [json.loads(line) for line in on_host(
+            primary, "cat /var/lib/colo-ft/failovers/guest0.jsonl").stdout.splitlines()]
+        assert any(entry["action"] == "released" and "checkpoint" in entry["why"] for entry in released), released[-3:]
+    finally:
+        lab_cmd("heal", "eth2")
     reprotect(secondary, primary, restart=False)
 
 

@@ -63,6 +63,7 @@ class Config:
     group: str = "colo-ft"                 # the CPG group the agents of a pair join
     watch_interval_s: float = 0.5
     hang_timeout_s: float = 5.0
+    checkpoint_stall_s: float = 10.0       # agent_rules: a COLO primary this long past its checkpoint delay releases
     run_dir: str = RUN_DIR
     maintenance_file: str = "/var/lib/colo-ft/agent/maintenance"
     auto_reprotect: bool = False
@@ -78,10 +79,13 @@ class Config:
         try:
             cfg = cls(**data)
             cfg.watch_interval_s, cfg.hang_timeout_s = float(cfg.watch_interval_s), float(cfg.hang_timeout_s)
+            cfg.checkpoint_stall_s = float(cfg.checkpoint_stall_s)
         except (TypeError, ValueError) as exc:
             raise ColoError(f"{path}: {exc}") from None
         if not isinstance(cfg.vms, list) or not 0.05 <= cfg.watch_interval_s < cfg.hang_timeout_s:
             raise ColoError(f"{path}: vms must be a list, and 0.05 <= watch_interval_s < hang_timeout_s")
+        if cfg.checkpoint_stall_s < 0:
+            raise ColoError(f"{path}: checkpoint_stall_s must be 0 (off) or more")
         if cfg.auto_reprotect:
             cfg.reprotect = agent_reprotect.Settings.from_dict(cfg.reprotect or {}, f"{path}: reprotect")
         return cfg
@@ -205,20 +209,22 @@ class VMWatch(threading.Thread):
             client.close()
             time.sleep(self.cfg.watch_interval_s)
             return
-        listener = client.listen(("SHUTDOWN", "COLO_EXIT"))
+        # RESUME: a COLO primary's vCPUs start again at the end of every checkpoint.
+        listener = client.listen(("SHUTDOWN", "COLO_EXIT", "RESUME"))
         try:
-            seen = 0
             while True:
                 self._poll(client, spec, pid)
                 self.first_look_done = True
                 end = time.monotonic() + self.cfg.watch_interval_s
                 while time.monotonic() < end:
                     self._run_commands(client, spec, pid)
-                    events = listener.drain(_TICK_S)
-                    for event in events[seen:]:
+                    for event in listener.take(_TICK_S):
+                        if event["event"] == "RESUME":
+                            if self.view.mode == "primary":  # read by decide(): not worth a report each time
+                                self.view.checkpoint_at = time.monotonic()
+                            continue
                         log(f"{spec.name}: QEMU event {event['event']} {event.get('data', {})}")
                         self._hold_if_colo_failed(client, event)
-                    seen = len(events)
                     if not client.connected:
                         raise QMPConnectionError("QEMU closed the agent monitor")
         except QMPTimeout as exc:
@@ -271,8 +277,18 @@ class VMWatch(threading.Thread):
             log(f"{spec.name}: fenced guest ran again; stopped")
             run["running"] = False
         ready = pid == self.readied_pid and colo["mode"] == "none" and run["status"] == "inmigrate"
+        checkpoint_at, delay_s, now = None, 0.0, time.monotonic()
+        if colo["mode"] == "primary":
+            # The last checkpoint's end; now when COLO just began, or when this look follows a gap (this host hung:
+            # the peer may have taken over meanwhile, and decide() must hear from it before a stall counts).
+            gap = self.view.polled_at is None or now - self.view.polled_at > self.cfg.hang_timeout_s
+            kept = self.view.mode == "primary" and self.view.checkpoint_at is not None and not gap
+            checkpoint_at = self.view.checkpoint_at if kept else now
+            delay_s = client.execute("query-migrate-parameters").get("x-checkpoint-delay", 0) / 1000
         self._set(alive=True, mode=colo["mode"], last_mode=colo["last-mode"], running=bool(run["running"]),
-                  fenced=fenced, decided_at=decided and decided.get("at"), looked=True, ready=ready)
+                  fenced=fenced, decided_at=decided and decided.get("at"), looked=True, ready=ready,
+                  checkpoint_at=checkpoint_at, checkpoint_delay_s=delay_s)
+        self.view.polled_at = now  # read by decide(): not worth a report each time
 
     def _died(self, spec, pid: int, why: str) -> None:
         for _wait in range(20):  # a QEMU that closed its monitor is about to be gone
@@ -340,7 +356,8 @@ class Agent:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.cluster = agent_rules.ClusterView(auto_reprotect=cfg.auto_reprotect)
+        self.cluster = agent_rules.ClusterView(auto_reprotect=cfg.auto_reprotect,
+                                               checkpoint_stall_s=cfg.checkpoint_stall_s, look_fresh_s=cfg.hang_timeout_s)
         self.reports: queue.Queue = queue.Queue()
         self._wake_r, self._wake_w = os.pipe()
         self.watches = {name: VMWatch(name, cfg, self._post) for name in cfg.vms}

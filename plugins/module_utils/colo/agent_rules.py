@@ -12,6 +12,9 @@ Rules (docs/agent.md):
 * quorate and the peer node left the quorum view (after it was seen in one): every local VM
   fails over (failover.plan lost=auto decides the side; a VM with nothing to do is left).
 * quorate and the peer's agent says its QEMU of a VM died: that VM fails over here.
+* quorate and a COLO primary here has had no checkpoint with its secondary for its checkpoint delay plus
+  checkpoint_stall_s (a stalled link or a stuck secondary whose host stays in the cluster: the guest's disk
+  writes and output wait on it): it fails over here (releases the secondary, serves alone).
 * the peer's agent says it serves a VM that serves here too (two guests: a host that hung and came
   back finds its guest taken over, and its QEMU left COLO by itself): the side whose serving rests
   on the newer failover decision keeps it, the other is fenced; with no decision on either side
@@ -59,6 +62,9 @@ class VMView:
     started_as: str = ""         # the role its QEMU was started in (the VM's record)
     started_at: float | None = None  # when its QEMU started (wall clock, as the failover log's `at`)
     ready: bool = False          # a secondary this agent started and readied, waiting for its primary
+    checkpoint_at: float | None = None  # a COLO primary: monotonic time its last checkpoint ended (or COLO began)
+    checkpoint_delay_s: float = 0.0     # a COLO primary: its checkpoint delay (x-checkpoint-delay)
+    polled_at: float | None = None      # monotonic time the agent last asked its QEMU for this view
 
     @property
     def serving(self) -> bool:
@@ -91,6 +97,8 @@ class ClusterView:
     peer_alone: set[str] = field(default_factory=set)  # VMs the peer runs alone after a failover decision
     peer_ready: set[str] = field(default_factory=set)  # VMs the peer's agent readied a new secondary for
     auto_reprotect: bool = False
+    checkpoint_stall_s: float = 0.0        # a checkpoint this late (after the delay) releases the secondary (0: never)
+    look_fresh_s: float = 5.0              # a view older than this (the agent hung) shows no stall
     peer_state_at: float = 0.0             # monotonic time the peer's agent last said what it serves
     changed_at: float = 0.0                # monotonic time of the last quorum notification
     now: float = 0.0                       # monotonic time of this decision
@@ -117,6 +125,8 @@ def decide(cluster: ClusterView, vms: list[VMView]) -> list[tuple[str, str, str]
     fencing = {name for name, _action, _why in out}
     out += [(vm.name, FAILOVER, "the peer's QEMU died") for vm in acting
             if vm.name in cluster.peer_qemu_died and vm.name not in fencing]
+    out += [(vm.name, FAILOVER, "no checkpoint with the secondary: COLO stalled") for vm in acting
+            if _checkpoint_stalled(vm, cluster) and vm.name not in fencing | cluster.peer_qemu_died]
     out += [(vm.name, FAILOVER, "COLO failed and the peer does not serve the guest") for vm in acting
             if vm.held_since is not None and vm.name not in cluster.peer_serving and vm.name not in fencing
             and cluster.peer_state_at > vm.held_since
@@ -137,6 +147,14 @@ def _reprotect(cluster: ClusterView, vms: list[VMView], busy: set[str]) -> list[
                   if vm.looked and vm.name in cluster.peer_alone and (not vm.alive or vm.fenced) and vm.name not in busy]
     return out + [(vm.name, PROTECT, "the peer readied a new secondary") for vm in vms
                   if vm.alive and not vm.fenced and vm.alone and vm.name in cluster.peer_ready and vm.name not in busy]
+
+
+def _checkpoint_stalled(vm: VMView, cluster: ClusterView) -> bool:
+    """A primary whose checkpoints stopped - by a fresh look: after this host hung, an old view would show a stall
+    where the peer may have taken over meanwhile (its agent's word, or QEMU's own COLO exit, comes first)."""
+    return (cluster.checkpoint_stall_s > 0 and vm.mode == "primary" and vm.checkpoint_at is not None
+            and vm.polled_at is not None and cluster.now - vm.polled_at <= cluster.look_fresh_s
+            and cluster.now - vm.checkpoint_at >= vm.checkpoint_delay_s + cluster.checkpoint_stall_s)
 
 
 def _peer_wins(vm: VMView, cluster: ClusterView) -> bool:

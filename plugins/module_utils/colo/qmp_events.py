@@ -75,6 +75,14 @@ class EventListener:
         self.client._drain(seconds)
         return self.events
 
+    def take(self, seconds: float = 0.0) -> list[dict[str, Any]]:
+        """Read the socket for `seconds` (0: only what is already there); returns the events not handed out yet
+        and hands them out. A listener open for days uses this: `events` keeps only the newest max_events."""
+        self.client._drain(seconds)
+        out = list(self._unread)
+        self._unread.clear()
+        return out
+
     def close(self) -> None:
         """Stop accepting events (those accepted stay readable)."""
         if self in self.client._listeners:

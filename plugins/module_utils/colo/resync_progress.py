@@ -24,7 +24,8 @@ def path(spec: VMSpec) -> str:
 
 class ProgressFile:
     """A replication.Progress callback that writes the copy's progress to `target` (atomically, at most once
-    per `every` seconds, and always the first call); remove() when the resync is over."""
+    per `every` seconds, and always the first call and the one that finds the copy complete: a copy shorter
+    than `every` still shows its end until the protection goes on); remove() when the resync is over."""
 
     def __init__(self, target: str, every: float = 1.0, clock: Callable[[], float] = time.time):
         self.target, self.every, self.clock = target, every, clock
@@ -35,7 +36,8 @@ class ProgressFile:
         now = self.clock()
         if self.started is None:
             self.started = now
-        if self.written_at is not None and now - self.written_at < self.every:
+        complete = 0 < total <= copied
+        if self.written_at is not None and now - self.written_at < self.every and not complete:
             return
         elapsed = now - self.started
         data = {"copied_bytes": copied, "total_bytes": total, "started": round(self.started, 3),

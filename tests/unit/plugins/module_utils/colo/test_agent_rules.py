@@ -233,3 +233,36 @@ def test_a_secondary_left_over_from_before_the_peers_decision_is_fenced_then_rep
     assert decide(cluster(**peer), [left]) == [("g1", FENCE, "left over from before the peer ran the guest alone")]
     new = VMView("g1", alive=True, mode="none", running=False, looked=True, started_as="secondary", started_at=150.0)
     assert decide(cluster(**peer), [new]) == []
+
+
+STALL = "no checkpoint with the secondary: COLO stalled"
+
+
+def primary_checkpointed(at: float, delay_s: float = 2.0, polled_at: float = 111.5) -> VMView:
+    return VMView("g1", alive=True, mode="primary", last_mode="none", running=True, checkpoint_at=at,
+                  checkpoint_delay_s=delay_s, polled_at=polled_at)
+
+
+def test_a_primary_without_a_checkpoint_for_its_delay_plus_the_stall_time_releases_its_secondary():
+    """A cut checkpoint link (or a stuck secondary on a host that stays in the cluster) stalls the guest's writes
+    and output with no membership change: past delay + checkpoint_stall_s the primary serves alone."""
+    stalled = cluster(checkpoint_stall_s=10.0, now=112.0)
+    assert decide(stalled, [primary_checkpointed(at=100.0)]) == [("g1", FAILOVER, STALL)]
+    assert decide(cluster(checkpoint_stall_s=10.0, now=111.9), [primary_checkpointed(at=100.0)]) == []
+
+
+def test_a_stall_seen_in_an_old_view_waits_for_a_fresh_look():
+    """Right after this host hung, the view is as old as the hang: the peer may have taken over meanwhile."""
+    assert decide(cluster(checkpoint_stall_s=10.0, now=130.0), [primary_checkpointed(at=100.0, polled_at=110.0)]) == []
+
+
+@pytest.mark.parametrize("changes, vm", [
+    ({"checkpoint_stall_s": 0.0}, primary_checkpointed(at=0.0, polled_at=999.0)),        # off
+    ({"quorate": False, "nodes": (1,)}, primary_checkpointed(at=0.0, polled_at=999.0)),  # fenced, not released
+    ({}, VMView("g1", alive=True, mode="secondary", checkpoint_at=0.0, polled_at=999.0)),  # never on a secondary
+    ({}, VMView("g1", alive=True, mode="primary", checkpoint_at=0.0, polled_at=999.0, fenced=True)),
+    ({"maintenance": True}, primary_checkpointed(at=0.0, polled_at=999.0)),
+])
+def test_a_stalled_checkpoint_is_not_acted_on_when(changes, vm):
+    decided = decide(cluster(**{"checkpoint_stall_s": 10.0, "now": 1000.0, **changes}), [vm])
+    assert all(why != STALL for _vm, _action, why in decided), decided

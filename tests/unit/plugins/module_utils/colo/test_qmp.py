@@ -173,6 +173,20 @@ def test_events_arriving_during_a_command_and_drain(fake):
         assert listener.events == listener.drain()   # closed: takes nothing more
 
 
+def test_take_hands_out_each_new_event_once_also_past_the_history_bound(fake):
+    """The agent's listener stays open for days (a RESUME at every checkpoint): `events` keeps the newest
+    max_events, take() still hands out every new one."""
+    srv = fake(lambda c, a, i: [ev("RESUME", usec=len(srv.received)), {"return": {}, "id": i}])
+    with QMPClient(srv.path, timeout=2, max_events=2) as qmp, qmp.listen(("RESUME",)) as listener:
+        for _cont in range(3):
+            qmp.execute("cont")
+        assert [e["timestamp"]["microseconds"] for e in listener.take()] == [3, 4]  # the bound dropped the first
+        assert listener.take() == []
+        qmp.execute("cont")
+        assert [e["timestamp"]["microseconds"] for e in listener.take(0.05)] == [5]
+        assert len(listener.events) == 2
+
+
 def test_listener_returns_what_it_has_after_the_connection_closed(fake):
     srv = fake(lambda c, a, i: [ev("SHUTDOWN"), {"return": {}, "id": i}] if c == "quit" else "close")
     with QMPClient(srv.path, timeout=2) as qmp, qmp.listen() as listener:

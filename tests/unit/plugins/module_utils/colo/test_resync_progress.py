@@ -21,6 +21,9 @@ def test_progress_is_written_at_most_once_a_second_and_removed_at_the_end(tmp_pa
     progress(2**29, 2**30)
     assert resync_progress.read(spec) == {"copied_bytes": 2**29, "total_bytes": 2**30, "started": 1000.0,
                                           "updated": 1002.0, "bytes_per_second": 2**28}
+    now[0] = 1002.2
+    progress(2**30, 2**30)  # complete: written at once, a short copy shows its end too
+    assert resync_progress.read(spec)["copied_bytes"] == 2**30
     progress.remove()
     assert resync_progress.read(spec) is None
     assert list((tmp_path / "big").iterdir()) == []

@@ -23,11 +23,24 @@ from colo_lab.testing import ClientLoad, ansible, lab_cmd, on_host, quorum, reco
 pytestmark = pytest.mark.usefixtures("lab")
 
 HOSTS = ("colo-a", "colo-b")
+FAILOVER_LOG = "/var/lib/colo-ft/failovers/guest0.jsonl"
 
 
 def agent_state(host: str) -> dict | None:
     done = on_host(host, "cat /run/colo-ft/agent/state.json", check=False, timeout=10)
     return json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else None
+
+
+def failover_entries(host: str) -> list[dict]:
+    """guest0's failover log on host, oldest entry first."""
+    return [json.loads(line) for line in on_host(host, f"cat {FAILOVER_LOG}", check=False).stdout.splitlines()]
+
+
+def logged_since(host: str, action: str, since: float, why: str = "") -> bool:
+    """host's agent logged `action` (its why containing `why`) after `since` (time.time()). The log, not the QEMU's
+    state, says it: a given-up QEMU may be replaced by a new secondary (automatic re-protection) a second later."""
+    return any(entry["action"] == action and entry["by"] == "colo-ft-agent" and entry["at"] >= since
+               and why in entry["why"] for entry in failover_entries(host))
 
 
 def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.5):
@@ -75,7 +88,7 @@ def reprotect(repaired: str, survivor: str, restart: bool) -> None:
         load.wait_acks(10)
     assert not load.errors, load.errors
     assert load.lost() == [], "acknowledged records lost during the re-protection"
-    last = json.loads(on_host(survivor, "tail -n1 /var/lib/colo-ft/failovers/guest0.jsonl").stdout)
+    last = failover_entries(survivor)[-1]
     assert last["action"] == "reprotected" and last["by"] == "colo-ft-agent", last
 
 
@@ -112,7 +125,7 @@ def fault(tag: str, make_fault, survivor: str, then=None) -> float:
         both = [pair for pair in both if not any(start <= t <= end + THAW_RELEASE_S for t in pair)]
     assert both == [], "two guests answered the guest's address"
     assert arp.answering(served) == {survivor}, {host: len(times) for host, times in arp.replies.items()}
-    last = json.loads(on_host(survivor, "tail -n1 /var/lib/colo-ft/failovers/guest0.jsonl").stdout)
+    last = failover_entries(survivor)[-1]
     assert last["by"] == "colo-ft-agent", last
     record_metric(f"ha_{tag}_first_answer_s", round(first, 3))
     record_metric(f"ha_{tag}_longest_gap_s", round(gap, 3))
@@ -138,7 +151,7 @@ def protected_pair():
 
 
 # What a failed case leaves to read in the CI log: how each host's agent and QEMU saw the pair at the end.
-EVIDENCE = ("cat /run/colo-ft/agent/state.json; echo; tail -n 5 /var/lib/colo-ft/failovers/guest0.jsonl; "
+EVIDENCE = (f"cat /run/colo-ft/agent/state.json; echo; tail -n 5 {FAILOVER_LOG}; "
             "journalctl -u colo-ft-agent -n 60 --no-pager -o short-monotonic")
 
 
@@ -148,14 +161,16 @@ def evidence_on_failure(request):
     report = getattr(request.node, "rep_call", None)
     if report is None or not report.failed:
         return
-    for host, look in [(host, lambda h=host: on_host(h, EVIDENCE, check=False, timeout=30)) for host in HOSTS] + [
-            ("vm_info", lambda: json.dumps(vm_info(), indent=1))]:
+    for host in HOSTS:
         try:
-            done = look()
+            done = on_host(host, EVIDENCE, check=False, timeout=30)
+            print(f"=== {host} (exit {done.returncode})\n{done.stdout}{done.stderr}")
         except Exception as exc:  # pylint: disable=broad-except  # evidence only: a host down says so here
-            done = repr(exc)
-        text = done if isinstance(done, str) else f"exit {done.returncode}\n{done.stdout}{done.stderr}"
-        print(f"=== {host}\n{text}")
+            print(f"=== {host}: {exc!r}")
+    try:
+        print(f"=== colo.ft.info\n{json.dumps(vm_info(), indent=1)}")
+    except Exception as exc:  # pylint: disable=broad-except
+        print(f"=== colo.ft.info: {exc!r}")
 
 
 def layout() -> tuple[str, str]:
@@ -196,14 +211,6 @@ def test_secondary_qemu_killed():
     reprotect(secondary, primary, restart=False)
 
 
-def fenced_since(host: str, since: float) -> bool:
-    """host's agent fenced its guest after `since` (time.time()), by its failover log: the given-up QEMU may be
-    replaced by a new secondary (automatic re-protection) a second later."""
-    log = on_host(host, "cat /var/lib/colo-ft/failovers/guest0.jsonl", check=False).stdout
-    return any(entry["action"] == "fenced" and entry["by"] == "colo-ft-agent" and entry["at"] >= since
-               for entry in map(json.loads, log.splitlines()))
-
-
 def test_every_link_between_the_hosts_cut():
     """Both hosts alive, nothing between them: the arbiter gives quorum to the primary's side only; the
     secondary's side fences its guest."""
@@ -211,7 +218,7 @@ def test_every_link_between_the_hosts_cut():
     since = time.time()
     try:
         fault("split", lambda: lab_cmd("split"), primary)
-        wait_for(f"{secondary} fences its guest", lambda: fenced_since(secondary, since), timeout=30)
+        wait_for(f"{secondary} fences its guest", lambda: logged_since(secondary, "fenced", since), timeout=30)
         assert agent_state(secondary)["quorate"] is False
     finally:
         lab_cmd("heal", "split")
@@ -223,12 +230,11 @@ def test_checkpoint_link_cut():
     disk writes (replicated over it) and COLO's checkpoints wait. The primary's agent releases the secondary once
     checkpoints stop (the checkpoint delay plus colo_cluster_checkpoint_stall_s) and serves alone."""
     primary, secondary = layout()
+    since = time.time()
     try:
         fault("checkpoint_link_cut", lambda: lab_cmd("cut", "eth2"), primary)
         assert all(agent_state(host)["quorate"] for host in HOSTS)
-        released = [json.loads(line) for line in on_host(
-            primary, "cat /var/lib/colo-ft/failovers/guest0.jsonl").stdout.splitlines()]
-        assert any(entry["action"] == "released" and "checkpoint" in entry["why"] for entry in released), released[-3:]
+        assert logged_since(primary, "released", since, why="no checkpoint"), failover_entries(primary)[-3:]
     finally:
         lab_cmd("heal", "eth2")
     reprotect(secondary, primary, restart=False)
@@ -239,7 +245,7 @@ def test_corosync_killed_on_the_secondary():
     primary, secondary = layout()
     since = time.time()
     fault("corosync_killed", lambda: on_host(secondary, "kill -KILL $(pidof corosync)"), primary)
-    wait_for(f"{secondary} fences its guest", lambda: fenced_since(secondary, since), timeout=30)
+    wait_for(f"{secondary} fences its guest", lambda: logged_since(secondary, "fenced", since), timeout=30)
     # corosync back (systemd may have restarted it already with corosync-qdevice): the host rejoins, and its agent
     # replaces the given-up QEMU by a new secondary.
     on_host(secondary, "systemctl start corosync corosync-qdevice")
@@ -260,7 +266,7 @@ def test_primary_frozen_then_thawed():
     since = time.time()
     fault("primary_frozen", lambda: lab_cmd("freeze", primary), secondary,
           then=lambda: thaw_after(primary, 10))
-    wait_for(f"the thawed {primary} fences its guest", lambda: fenced_since(primary, since), timeout=30)
+    wait_for(f"the thawed {primary} fences its guest", lambda: logged_since(primary, "fenced", since), timeout=30)
     reprotect(primary, secondary, restart=False)
 
 

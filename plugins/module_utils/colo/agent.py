@@ -330,9 +330,9 @@ class VMWatch(threading.Thread):
             return done + ["stop"]
         resumed = []
         if self.view.held_since is not None:  # decide() says this side keeps the guest: let it run again
-            client.execute("cont")
+            resumed = [f"{step} (held since COLO failed)" for step in failover.resume_held(client)] or [
+                "held inside a checkpoint: runs again when the failover ends COLO"]
             self._set(held_since=None)
-            resumed = ["cont (held since COLO failed)"]
         try:
             lost, plan = failover.plan(state.read(client), "auto", spec.tap_name, self.cfg.client_bridge,
                                        self.cfg.isolated_bridge, given_up=failover_log.given_up(spec, pid))

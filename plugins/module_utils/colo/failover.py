@@ -110,6 +110,18 @@ def yank(qmp: QMPClient, instances: list[tuple[dict[str, str], str]]) -> list[st
     return done
 
 
+def resume_held(qmp: QMPClient) -> list[str]:
+    """Run again a guest that was stopped (held) when COLO failed by itself, before its failover.
+
+    A guest stopped by the hold runs again with cont. One that COLO itself stopped inside a checkpoint stays in run
+    state "colo" and refuses cont ("COLO checkpoint in progress") until the failover ends COLO; QEMU then starts it
+    by itself (the failover plans wait for that)."""
+    if qmp.execute("query-status")["status"] == "colo":
+        return []
+    qmp.execute("cont")
+    return ["cont"]
+
+
 def plan_secondary_lost(st: VMState) -> Plan:
     """On the primary: stop replicating to a dead secondary, keep serving alone."""
     if st.mode == "secondary":

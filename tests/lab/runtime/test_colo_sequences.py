@@ -333,3 +333,39 @@ def test_stop_protection_resumes_the_guest_at_any_checkpoint_phase(env, vms):
         env.stop(p)
         env.stop(s)
     assert stopped_after == []
+
+
+def test_secondary_killed_inside_a_checkpoint_the_held_primary_runs_after_its_failover(env, vms):
+    """The agent holds (stops) a primary whose COLO failed by itself. A secondary that dies while a checkpoint
+    runs leaves the primary stopped in run state "colo": cont is refused until the failover ends COLO, and QEMU
+    then starts the guest itself. The agent once ran cont first and retried its failed failover forever, the
+    guest stopped. Here: kill the secondary when the primary is seen inside a checkpoint, hold it as the agent
+    does, then resume_held + secondary_lost must leave it running, in every cycle."""
+    held_inside, ended = 0, []
+    for i in range(6):
+        p = dataclasses.replace(env.spec(f"rt6p{i}", None, firmware_only=True), checkpoint_delay_ms=100)
+        s = env.spec(f"rt6s{i}", None, firmware_only=True)
+        vms += [p, s]
+        env.start(p, "primary", paused=True)
+        env.start(s, "secondary")
+        with connect(p) as prim:
+            with connect(s) as sec:
+                checkpoint.boot_under_colo(prim, sec, env.checkpoint, nbd_port=p.nbd_port,
+                                           migration_port=p.migration_port)
+            with prim.listen(["COLO_EXIT"]) as exits:
+                deadline = time.monotonic() + 10
+                while prim.execute("query-status")["status"] != "colo" and time.monotonic() < deadline:
+                    pass
+                kill9(env.pid(s))
+                exit_event = exits.wait("COLO_EXIT", 20)
+            assert exit_event["data"] == {"mode": "primary", "reason": "error"}
+            prim.execute("stop")  # the agent's hold
+            if prim.execute("query-status")["status"] == "colo":
+                held_inside += 1
+            failover.resume_held(prim)
+            failover.secondary_lost(prim)
+            ended.append(prim.execute("query-status")["status"])
+        env.stop(p)
+        env.stop(s)
+    assert ended == ["running"] * len(ended)
+    assert held_inside, "no cycle caught the primary inside a checkpoint: the case was not exercised"

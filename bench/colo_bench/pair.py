@@ -109,9 +109,9 @@ def set_checkpoint_delay(primary: str, delay_ms: int) -> None:
     assert rc == 0, results
 
 
-def sample(primary: str, seconds: float) -> dict:
-    """colo.ft.info on the primary, watching checkpoints for `seconds`."""
-    args = {"name": VM, "sample_seconds": seconds, "probe_features": False}
+def sample(primary: str, seconds: float, causes: bool = False) -> dict:
+    """colo.ft.info on the primary, watching checkpoints for `seconds` (and counting them by cause)."""
+    args = {"name": VM, "sample_seconds": seconds, "probe_features": False, "checkpoint_causes": causes}
     rc, results = run_module(primary, "colo.ft.info", args)
     assert rc == 0, results
     return results[primary]["vms"][VM]

@@ -108,6 +108,22 @@ def checkpoints_table(res: dict) -> list[str]:
                         _num(ld["checkpoints_per_second"]),
                         f"{_num(ld['pause_p50_ms'], 0)} / {_num(ld['pause_p99_ms'], 0)} ms",
                         f"{_num(ld['load']['req_per_s'])} ({ld['load']['concurrency']} clients)"))
+    return out + [""] + causes_table(res)
+
+
+def causes_table(res: dict) -> list[str]:
+    """Each window's checkpoints by cause (colo.ft.info checkpoint_causes)."""
+    causes = ("periodic", "tcp", "udp", "icmp", "other", "compare_timeout")
+    out = ["**Why the primary checkpoints**: periodic = the checkpoint delay's timer; the others are forced by "
+           "colo-compare (tcp/udp/icmp/other: a packet unlike the secondary's; compare_timeout: a packet with no "
+           "twin in time).", "",
+           _row("checkpoint delay", "window", *causes, "dropped packets"),
+           _row("---:", "---", *("---:" for _c in causes), "---:")]
+    for row in res["rows"]:
+        for window in ("idle", "load"):
+            got = row[window].get("causes") or {}
+            out.append(_row(f"{row['delay_ms']} ms", window, *(str(got.get(c, "-")) for c in causes),
+                            str(got.get("dropped_packets", "-"))))
     return out
 
 

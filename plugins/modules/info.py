@@ -36,6 +36,14 @@ options:
       - VMs are sampled in parallel.
     type: float
     default: 0
+  checkpoint_causes:
+    description:
+      - With O(sample_seconds), also count a COLO primary's checkpoints by cause (RV(vms.checkpoint_causes)).
+      - QEMU's colo-compare and COLO trace events are switched on for the sample (QMP C(trace-event-set-state)) and
+        read back from the VM's C(qemu.log); events that were on already stay on. QEMU must have been built with
+        the C(log) trace backend, as Debian's is.
+    type: bool
+    default: false
   qemu_binary:
     description: The QEMU binary whose version and features are reported.
     type: str
@@ -63,6 +71,17 @@ EXAMPLES = r"""
       - colo.vms.guest1.mode == 'primary'
       - colo.vms.guest1.migration_status == 'colo'
       - colo.vms.guest1.checkpoints > 0
+
+- name: Why the primary checkpoints under the current load
+  colo.ft.info:
+    name: guest1
+    sample_seconds: 20
+    checkpoint_causes: true
+  register: why
+
+- name: Show the checkpoints by cause
+  ansible.builtin.debug:
+    var: why.vms.guest1.checkpoint_causes
 
 - name: Refuse hosts whose QEMU cannot run COLO
   ansible.builtin.assert:
@@ -177,6 +196,17 @@ vms:
     checkpoint_delay_ms:
       description: Milliseconds between periodic checkpoints (C(x-checkpoint-delay)) set in QEMU now.
       type: int
+    checkpoint_causes:
+      description:
+        - With O(checkpoint_causes), on a COLO primary, the checkpoints of the sample by cause (V(null) otherwise).
+          Each counts for colo-compare's first request since the previous checkpoint began; one with none came
+          from the timer.
+        - V(periodic) the timer (C(x-checkpoint-delay)); V(tcp) a TCP packet whose payload or acknowledgement
+          differs from the secondary's; V(udp), V(icmp), V(other) a packet of that protocol with no identical twin;
+          V(compare_timeout) a packet that waited longer than C(compare_timeout) for its twin.
+        - V(dropped_packets) counts packets colo-compare dropped on a full queue (C(max_queue_size)).
+      type: dict
+      sample: {"periodic": 4, "tcp": 31, "udp": 0, "icmp": 0, "other": 0, "compare_timeout": 2, "dropped_packets": 0}
     pause_p50_ms:
       description: Median guest pause per checkpoint in ms.
       type: float
@@ -280,7 +310,8 @@ def collect(module: ColoModule) -> dict:
         st, err = None, None
         try:
             with QMPClient(spec.qmp_path, timeout=10.0) as qmp:
-                st = colo_status.status(qmp, float(p["sample_seconds"]))
+                st = colo_status.status(qmp, float(p["sample_seconds"]),
+                                        spec.log_path if p["checkpoint_causes"] else None)
         except ColoError as exc:
             err = str(exc)
         entry = vm_entry(st, vmstat, record)
@@ -322,6 +353,7 @@ def main() -> None:
         argument_spec={
             "name": {"type": "str", "required": False},
             "sample_seconds": {"type": "float", "default": 0},
+            "checkpoint_causes": {"type": "bool", "default": False},
             "qemu_binary": {"type": "str", "default": "qemu-system-x86_64"},
             "probe_features": {"type": "bool", "default": True},
         },

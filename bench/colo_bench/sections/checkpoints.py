@@ -1,7 +1,8 @@
-"""Checkpoint pauses and rate for several checkpoint delays, idle and under load.
+"""Checkpoint pauses, rate and causes for several checkpoint delays, idle and under load.
 
 The delay is changed in place on the protected pair (colo.ft.checkpoint); colo.ft.info on the
-primary counts the STOP/RESUME pairs in its window. Load: closed-loop HTTP clients.
+primary counts the STOP/RESUME pairs in its window, and each checkpoint's cause (the timer or what
+colo-compare found: checkpoint_causes). Load: closed-loop HTTP clients.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ KEYS = ("checkpoints", "checkpoints_per_second", "pause_p50_ms", "pause_p99_ms",
 
 
 def _sample(primary: str, seconds: float) -> dict:
-    info = pair.sample(primary, seconds)
-    return {"window_s": round(seconds, 1), **{k: info[k] for k in KEYS}}
+    info = pair.sample(primary, seconds, causes=True)
+    return {"window_s": round(seconds, 1), **{k: info[k] for k in KEYS}, "causes": info["checkpoint_causes"]}
 
 
 def under_load(primary: str, seconds: float, concurrency: int) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import state
+from ansible_collections.colo.ft.plugins.module_utils.colo.checkpoint_causes import Tracing
 from ansible_collections.colo.ft.plugins.module_utils.colo.devices import PROXY_QOM_TYPES, tls_creds
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient
 from ansible_collections.colo.ft.plugins.module_utils.colo.stats import sample_checkpoints
@@ -28,13 +29,21 @@ def report(st: state.VMState) -> dict[str, Any]:
         },
         "proxy_objects": {k: v for k, v in st.objects.items() if v in PROXY_QOM_TYPES},
         "checkpoints": None,
+        "checkpoint_causes": None,
     }
 
 
-def status(qmp: QMPClient, sample_seconds: float = 0.0) -> dict[str, Any]:
+def status(qmp: QMPClient, sample_seconds: float = 0.0, causes_log: str | None = None) -> dict[str, Any]:
     """report() of the VM now; sample_seconds > 0 also watches its checkpoints that long
-    (on a primary: one STOP/RESUME pair per checkpoint) and reports count and pauses."""
-    out = report(state.read(qmp))
+    (on a primary: one STOP/RESUME pair per checkpoint) and reports count and pauses. causes_log: the VM's
+    qemu.log; a COLO primary's checkpoints are then also counted by cause (checkpoint_causes.py)."""
+    st = state.read(qmp)
+    out = report(st)
     if sample_seconds > 0:
-        out["checkpoints"] = sample_checkpoints(qmp, sample_seconds).to_dict()
+        if causes_log is None or st.mode != "primary":
+            out["checkpoints"] = sample_checkpoints(qmp, sample_seconds).to_dict()
+        else:
+            with Tracing(qmp, causes_log) as tracing:
+                out["checkpoints"] = sample_checkpoints(qmp, sample_seconds).to_dict()
+            out["checkpoint_causes"] = tracing.causes
     return out

@@ -27,7 +27,7 @@ def vm_entry(st: dict | None, vmstat: dict, record: dict | None) -> dict:
         "manager": vmstat.get("manager"),
         "role": None, "mode": None, "last_mode": None, "reason": None, "migration_status": None,
         "checkpoints": None, "checkpoints_per_second": None, "checkpoint_delay_ms": None,
-        "pause_p50_ms": None, "pause_p99_ms": None, "pause_max_ms": None,
+        "pause_p50_ms": None, "pause_p99_ms": None, "pause_max_ms": None, "checkpoint_causes": None,
         "replication": None, "replication_detail": None, "proxy_objects": None, "qemu_version": None,
         "tls": None, "tls_dir": ((record or {}).get("spec") or {}).get("tls_dir"),
     }
@@ -47,6 +47,7 @@ def vm_entry(st: dict | None, vmstat: dict, record: dict | None) -> dict:
         "pause_p50_ms": ck.get("pause_p50_ms"),
         "pause_p99_ms": ck.get("pause_p99_ms"),
         "pause_max_ms": ck.get("pause_max_ms"),
+        "checkpoint_causes": st.get("checkpoint_causes"),
         "replication": replication_state(st),
         "replication_detail": st["replication"],
         "proxy_objects": st["proxy_objects"],

@@ -35,6 +35,7 @@ from ansible_collections.colo.ft.plugins.module_utils.colo import (  # noqa: E40
     state,
     status,
 )
+from ansible_collections.colo.ft.plugins.module_utils.colo.checkpoint_causes import Tracing  # noqa: E402
 from ansible_collections.colo.ft.plugins.module_utils.colo.errors import ColoError  # noqa: E402
 from ansible_collections.colo.ft.plugins.module_utils.colo.qmp import QMPClient  # noqa: E402
 from ansible_collections.colo.ft.plugins.module_utils.colo.stats import sample_checkpoints  # noqa: E402
@@ -115,8 +116,14 @@ def test_protect_checkpoints_then_secondary_lost(env, vms):
                                    proxy_spec=p)
         assert again.actions == []
 
-        stats, (reqs, fails) = _sample_with_traffic(env, p, prim, SAMPLE_S)
+        with Tracing(prim, p.log_path) as tracing:
+            stats, (reqs, fails) = _sample_with_traffic(env, p, prim, SAMPLE_S)
         assert stats.count >= 3, stats  # x-checkpoint-delay 2000 ms: >= 4 in 10 s
+        # Every checkpoint has one cause; a pause cut by the window's end is traced but not measured.
+        traced = sum(n for cause, n in tracing.causes.items() if cause != "dropped_packets")
+        assert 0 <= traced - stats.count <= 1, (tracing.causes, stats)
+        print(f"checkpoints by cause, {SAMPLE_S:g} s with a client: {tracing.causes}")
+        assert all(e["state"] == "disabled" for e in prim.execute("trace-event-get-state", {"name": "colo_*"}))
         sec_status = status.status(sec)
         assert sec_status["role"] == "secondary" and sec_status["replication"]["nbd_exports"] == ["parent0"]
         prim_status = status.status(prim)
@@ -171,6 +178,7 @@ def test_protect_checkpoints_then_secondary_lost(env, vms):
             "guest_boot_s": boot,
             "protect": res.to_dict(),
             "checkpoints": stats.to_dict(),
+            "checkpoint_causes": tracing.causes,
             "pauses_ms": [round(x, 1) for x in stats.pauses_ms],
             "client_requests_during_sample": reqs,
             "client_failures_during_sample": fails,

@@ -166,3 +166,15 @@ def test_cost_table_with_tls_and_cleartext_legs():
     assert "Idle checkpoint pause p50 / p99: TLS 48 / 61 ms, cleartext 45 / 61 ms" in text
     del res["colo_cleartext"]  # results measured before the cleartext leg existed
     assert "| HTTP requests/s, 8 clients | 80 | 40 | 0.5 |" in "\n".join(report.cost_table(res))
+
+
+def test_checkpoints_table_shows_each_windows_causes():
+    causes = {"periodic": 3, "tcp": 40, "udp": 0, "icmp": 1, "other": 0, "compare_timeout": 2, "dropped_packets": 0}
+    window = {"checkpoints_per_second": 1.5, "pause_p50_ms": 48.0, "pause_p99_ms": 60.0}
+    res = {"rows": [{"delay_ms": 2000, "idle": dict(window, causes=dict(causes, tcp=0)),
+                     "load": dict(window, causes=causes, load={"req_per_s": 20.0, "concurrency": 8})}]}
+    text = "\n".join(report.checkpoints_table(res))
+    assert "| 2000 ms | idle | 3 | 0 | 0 | 1 | 0 | 2 | 0 |" in text
+    assert "| 2000 ms | load | 3 | 40 | 0 | 1 | 0 | 2 | 0 |" in text
+    del res["rows"][0]["idle"]["causes"]  # results of a run before causes were counted
+    assert "| 2000 ms | idle | - | - | - | - | - | - | - |" in "\n".join(report.checkpoints_table(res))

@@ -112,18 +112,21 @@ def checkpoints_table(res: dict) -> list[str]:
 
 
 def causes_table(res: dict) -> list[str]:
-    """Each window's checkpoints by cause (colo.ft.info checkpoint_causes)."""
+    """Each window's checkpoints by cause, and the frames that differed (colo.ft.info checkpoint_causes)."""
     causes = ("periodic", "tcp", "udp", "icmp", "other", "compare_timeout")
     out = ["**Why the primary checkpoints**: periodic = the checkpoint delay's timer; the others are forced by "
            "colo-compare (tcp/udp/icmp/other: a packet unlike the secondary's; compare_timeout: a packet with no "
-           "twin in time).", "",
-           _row("checkpoint delay", "window", *causes, "dropped packets"),
-           _row("---:", "---", *("---:" for _c in causes), "---:")]
+           "twin in time). Differing frames: protocol and frame size of each difference found.", "",
+           _row("checkpoint delay", "window", *causes, "differing frames"),
+           _row("---:", "---", *("---:" for _c in causes), "---")]
     for row in res["rows"]:
         for window in ("idle", "load"):
             got = row[window].get("causes") or {}
-            out.append(_row(f"{row['delay_ms']} ms", window, *(str(got.get(c, "-")) for c in causes),
-                            str(got.get("dropped_packets", "-"))))
+            counts = got.get("checkpoints", {})
+            frames = ", ".join(f"{k}: {n}" for k, n in sorted(got.get("differing_frames", {}).items(),
+                                                               key=lambda kv: -kv[1])[:4])
+            out.append(_row(f"{row['delay_ms']} ms", window, *(str(counts.get(c, "-")) for c in causes),
+                            frames or "-"))
     return out
 
 

@@ -198,15 +198,25 @@ vms:
       type: int
     checkpoint_causes:
       description:
-        - With O(checkpoint_causes), on a COLO primary, the checkpoints of the sample by cause (V(null) otherwise).
-          Each counts for colo-compare's first request since the previous checkpoint began; one with none came
-          from the timer.
-        - V(periodic) the timer (C(x-checkpoint-delay)); V(tcp) a TCP packet whose payload or acknowledgement
-          differs from the secondary's; V(udp), V(icmp), V(other) a packet of that protocol with no identical twin;
-          V(compare_timeout) a packet that waited longer than C(compare_timeout) for its twin.
-        - V(dropped_packets) counts packets colo-compare dropped on a full queue (C(max_queue_size)).
+        - With O(checkpoint_causes), on a COLO primary, why it checkpointed during the sample (V(null) otherwise).
       type: dict
-      sample: {"periodic": 4, "tcp": 31, "udp": 0, "icmp": 0, "other": 0, "compare_timeout": 2, "dropped_packets": 0}
+      contains:
+        checkpoints:
+          description:
+            - The sample's checkpoints by cause. Each counts for colo-compare's first request since the previous
+              checkpoint began; one with none came from the timer.
+            - V(periodic) the timer (C(x-checkpoint-delay)); V(tcp) a TCP segment whose payload or acknowledgement
+              differs from the secondary's; V(udp), V(icmp), V(other) a packet of that protocol with no identical
+              twin; V(compare_timeout) a packet that waited longer than C(compare_timeout) for its twin.
+          type: dict
+          sample: {"periodic": 1, "tcp": 44, "udp": 0, "icmp": 0, "other": 0, "compare_timeout": 0}
+        differing_frames:
+          description: Every difference colo-compare found, by protocol and frame size of the primary's packet.
+          type: dict
+          sample: {"tcp 270": 62, "tcp 528": 1}
+        dropped_packets:
+          description: Packets colo-compare dropped on a full queue (C(max_queue_size)).
+          type: int
     pause_p50_ms:
       description: Median guest pause per checkpoint in ms.
       type: float

@@ -27,6 +27,7 @@ CAUSES = ("periodic", "tcp", "udp", "icmp", "other", "compare_timeout")
 MAX_READ = 256 * 1024 * 1024
 
 # "2026-12-03T22:20:24.621047Z colo_compare_main : ..." (QEMU 11), "4242@1796336067.770804:colo_..." (older)
+_SIZE = re.compile(r"ppkt size = (\d+)")
 _LINE = re.compile(r"^(?:\S+Z\s+|\d+@[\d.]+:)?(?P<event>colo_\w+)\s?(?P<args>.*)$")
 
 
@@ -40,44 +41,52 @@ def events(lines: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
-def attribute(traced: Iterable[tuple[str, str]]) -> dict[str, int]:
-    """Checkpoints by cause (CAUSES), and the packets compare dropped on a full queue."""
-    counts = dict.fromkeys(CAUSES, 0)
-    counts["dropped_packets"] = 0
-    first: str | None = None   # the first request since the last checkpoint began
+def attribute(traced: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """checkpoints: the checkpoints by cause (CAUSES); differing_frames: every difference compare found, by
+    protocol and frame size of the primary's packet ("tcp 270"); dropped_packets: dropped on a full queue."""
+    checkpoints = dict.fromkeys(CAUSES, 0)
+    differing: dict[str, int] = {}
+    dropped = 0
+    first: str | None = None     # the first request since the last checkpoint began
     protocol: str | None = None  # udp, icmp or other while compare looks for a packet's twin; None for TCP
+    size: str | None = None      # frame size of the primary's packet last compared
     tcp_open = False             # a TCP payload comparison with no match traced yet
 
-    def request(cause: str) -> None:
+    def differs(cause: str) -> None:
         nonlocal first
         first = first or cause
+        key = f"{cause} {size}" if size else cause
+        differing[key] = differing.get(key, 0) + 1
 
     for event, args in traced:
         if event == "colo_compare_ip_info":
+            found = _SIZE.search(args)
+            size = found[1] if found else None
             tcp_open = tcp_open or protocol is None
             continue
         if event == "colo_compare_tcp_info":
             tcp_open = False
             continue
         if tcp_open:
-            request("tcp")
+            differs("tcp")
             tcp_open = False
         if event == "colo_compare_main":
             if args.startswith("compare "):
-                protocol = args.split()[1]
+                protocol, size = args.split()[1], None
             elif args == "packet different":
-                request(protocol or "other")
+                differs(protocol or "other")
                 protocol = None
             elif args == "packet same and release packet":
                 protocol = None
         elif event == "colo_old_packet_check_found":
-            request("compare_timeout")
+            first = first or "compare_timeout"
         elif event == "colo_compare_drop_packet":
-            counts["dropped_packets"] += 1
+            dropped += 1
         elif event == "colo_vm_state_change" and args == "Change 'run' => 'stop'":
-            counts[first or "periodic"] += 1
+            checkpoints[first or "periodic"] += 1
             first = None
-    return counts
+    return {"checkpoints": checkpoints, "differing_frames": dict(sorted(differing.items())),
+            "dropped_packets": dropped}
 
 
 class Tracing:
@@ -89,7 +98,7 @@ class Tracing:
         self.qmp, self.log_path = qmp, log_path
         self.started_at = 0
         self.switched: list[str] = []
-        self.causes: dict[str, int] | None = None
+        self.causes: dict[str, Any] | None = None
 
     def __enter__(self) -> Tracing:
         states = {e["name"]: e["state"] for e in self.qmp.execute("trace-event-get-state", {"name": "colo_*"})}

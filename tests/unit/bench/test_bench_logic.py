@@ -169,12 +169,15 @@ def test_cost_table_with_tls_and_cleartext_legs():
 
 
 def test_checkpoints_table_shows_each_windows_causes():
-    causes = {"periodic": 3, "tcp": 40, "udp": 0, "icmp": 1, "other": 0, "compare_timeout": 2, "dropped_packets": 0}
+    counts = {"periodic": 3, "tcp": 40, "udp": 0, "icmp": 1, "other": 0, "compare_timeout": 2}
+    causes = {"checkpoints": counts, "differing_frames": {"tcp 73": 9, "tcp 270": 50, "icmp": 1},
+              "dropped_packets": 0}
     window = {"checkpoints_per_second": 1.5, "pause_p50_ms": 48.0, "pause_p99_ms": 60.0}
-    res = {"rows": [{"delay_ms": 2000, "idle": dict(window, causes=dict(causes, tcp=0)),
+    idle = {"checkpoints": dict(counts, tcp=0), "differing_frames": {}, "dropped_packets": 0}
+    res = {"rows": [{"delay_ms": 2000, "idle": dict(window, causes=idle),
                      "load": dict(window, causes=causes, load={"req_per_s": 20.0, "concurrency": 8})}]}
     text = "\n".join(report.checkpoints_table(res))
-    assert "| 2000 ms | idle | 3 | 0 | 0 | 1 | 0 | 2 | 0 |" in text
-    assert "| 2000 ms | load | 3 | 40 | 0 | 1 | 0 | 2 | 0 |" in text
+    assert "| 2000 ms | idle | 3 | 0 | 0 | 1 | 0 | 2 | - |" in text
+    assert "| 2000 ms | load | 3 | 40 | 0 | 1 | 0 | 2 | tcp 270: 50, tcp 73: 9, icmp: 1 |" in text
     del res["rows"][0]["idle"]["causes"]  # results of a run before causes were counted
     assert "| 2000 ms | idle | - | - | - | - | - | - | - |" in "\n".join(report.checkpoints_table(res))

@@ -123,8 +123,8 @@ def causes_table(res: dict) -> list[str]:
         for window in ("idle", "load"):
             got = row[window].get("causes") or {}
             counts = got.get("checkpoints", {})
-            frames = ", ".join(f"{k}: {n}" for k, n in sorted(got.get("differing_frames", {}).items(),
-                                                               key=lambda kv: -kv[1])[:4])
+            most = sorted(got.get("differing_frames", {}).items(), key=lambda kv: -kv[1])[:4]
+            frames = ", ".join(f"{k}: {n}" for k, n in most)
             out.append(_row(f"{row['delay_ms']} ms", window, *(str(counts.get(c, "-")) for c in causes),
                             frames or "-"))
     return out

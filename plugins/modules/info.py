@@ -14,7 +14,6 @@ description:
     started by M(colo.ft.vm) under O(state_root) (or only O(name)), its role and COLO mode, run state, migration
     status, replication state and, with O(sample_seconds), the checkpoints made and the guest pauses they caused.
   - Works, and reports it, when QEMU is not installed or when no VM runs.
-  - Sets the fact C(colo_ft) to the same data.
 author:
   - colo.ft maintainers (@colo-ft)
 extends_documentation_fragment:
@@ -85,8 +84,8 @@ EXAMPLES = r"""
 
 - name: Refuse hosts whose QEMU cannot run COLO
   ansible.builtin.assert:
-    that: ansible_facts.colo_ft.qemu.supported
-    fail_msg: "{{ ansible_facts.colo_ft.qemu.reason }}"
+    that: colo.qemu.supported
+    fail_msg: "{{ colo.qemu.reason }}"
 """
 
 RETURN = r"""
@@ -279,14 +278,6 @@ agent:
     agents: [1, 2]
     maintenance: false
     auto_reprotect: true
-ansible_facts:
-  description: Facts set by the module.
-  returned: always
-  type: dict
-  contains:
-    colo_ft:
-      description: The same data as RV(qemu), RV(vms) and RV(agent).
-      type: dict
 """
 
 import threading
@@ -354,8 +345,7 @@ def collect(module: ColoModule) -> dict:
     qemu = guard.qemu_report(p["qemu_binary"], p["probe_features"], running)
     vms = dict(sorted(vms.items()))
     published = agent.published()
-    return {"changed": False, "qemu": qemu, "vms": vms, "agent": published,
-            "ansible_facts": {"colo_ft": {"qemu": qemu, "vms": vms, "agent": published}}}
+    return {"changed": False, "qemu": qemu, "vms": vms, "agent": published}
 
 
 def main() -> None:

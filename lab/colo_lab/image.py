@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import importlib.util
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -19,7 +22,6 @@ from pathlib import Path
 from .config import APT_MOUNT, CACHE, REPO
 from .util import LabError, log, run
 
-MIRROR = "http://deb.debian.org/debian"
 SUITE = "trixie"
 
 # Baked into the host image: what a minimal Debian 13 server has, plus python3 for Ansible.
@@ -41,8 +43,31 @@ ROOT_PACKAGES = ("qemu-system-x86", "qemu-utils", "qemu-block-extra", "python3-p
 RECIPE_VERSION = 2  # bump when the build steps below change meaning
 
 
+@functools.lru_cache(maxsize=None)
+def debian_mirror() -> str:
+    """COLO_LAB_MIRROR, or else the Debian mirror this machine's apt sources use for its own release (the lab's
+    hosts, Debian SUITE, come from the same mirror). Read by the runtime's own reader (plugins/module_utils)."""
+    if os.environ.get("COLO_LAB_MIRROR"):
+        return os.environ["COLO_LAB_MIRROR"].rstrip("/")
+    path = REPO / "plugins/module_utils/colo/apt_sources.py"
+    spec = importlib.util.spec_from_file_location("colo_ft_apt_sources", path)
+    apt_sources = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(apt_sources)
+    release = _os_release().get("VERSION_CODENAME", "")
+    found = apt_sources.mirror(apt_sources.read(), release)
+    if not found:
+        raise LabError(f"no apt source of this machine serves its release {release or '(unknown)'}: "
+                       "set COLO_LAB_MIRROR to a Debian mirror (e.g. http://deb.debian.org/debian)")
+    return found
+
+
+def _os_release() -> dict[str, str]:
+    with open("/etc/os-release", encoding="utf-8") as f:
+        return {k: v.strip('"') for k, v in (line.rstrip("\n").split("=", 1) for line in f if "=" in line)}
+
+
 def _recipe() -> dict:
-    return {"version": RECIPE_VERSION, "mirror": MIRROR, "suite": SUITE, "host": HOST_PACKAGES,
+    return {"version": RECIPE_VERSION, "mirror": debian_mirror(), "suite": SUITE, "host": HOST_PACKAGES,
             "repo_suite": REPO_SUITE, "repo": REPO_PACKAGES}
 
 
@@ -78,7 +103,7 @@ def _build_image(final: Path) -> Path:
     rootfs = tmp / "rootfs"
     rootfs.parent.mkdir(parents=True)
     log(f"building the host image (Debian {SUITE}) in {final}; this takes a few minutes once")
-    run(["debootstrap", "--variant=minbase", f"--include={','.join(HOST_PACKAGES)}", SUITE, str(rootfs), MIRROR])
+    run(["debootstrap", "--variant=minbase", f"--include={','.join(HOST_PACKAGES)}", SUITE, str(rootfs), debian_mirror()])
     _fill_repo(rootfs, tmp / "apt")
     _seal(rootfs)
     (tmp / "recipe.json").write_text(json.dumps({**_recipe(), "build_seconds": round(time.monotonic() - started)}, indent=1))
@@ -94,7 +119,7 @@ def _chroot(rootfs: Path, *argv: str) -> None:
 def _fill_repo(rootfs: Path, repo: Path) -> None:
     """Download REPO_PACKAGES and every dependency the image lacks into a flat apt repository."""
     sources = rootfs / "etc/apt/sources.list"
-    sources.write_text(f"deb {MIRROR} {SUITE} main\ndeb {MIRROR} {REPO_SUITE} main\n")
+    sources.write_text(f"deb {debian_mirror()} {SUITE} main\ndeb {debian_mirror()} {REPO_SUITE} main\n")
     _chroot(rootfs, "apt-get", "update", "-q")
     _chroot(rootfs, "apt-get", "install", "-q", "-y", "--download-only", "--no-install-recommends",
             "-t", REPO_SUITE, *REPO_PACKAGES)

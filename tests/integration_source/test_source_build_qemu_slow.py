@@ -18,9 +18,11 @@ import re
 import subprocess
 
 import pytest
+from colo_lab.image import debian_mirror
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
-MIRROR = os.environ.get("COLO_FT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# COLO_FT_DEBIAN_MIRROR, or else the mirror this machine's apt sources use (COLO_LAB_MIRROR does as well).
+MIRROR = os.environ.get("COLO_FT_DEBIAN_MIRROR") or debian_mirror()
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("COLO_FT_SLOW") != "1", reason="slow (QEMU build): set COLO_FT_SLOW=1"),

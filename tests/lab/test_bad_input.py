@@ -288,3 +288,36 @@ def test_a_secondary_disk_the_resync_cannot_fill_is_refused(lab, tmp_path, secon
     finally:
         for host in ("colo-a", "colo-b"):
             on_host(host, f"rm -f {BIG}", check=False)
+
+
+MIRROR_PLAY = """
+- hosts: colo-a
+  gather_facts: true
+  gather_subset: [min]
+  tasks:
+    - ansible.builtin.include_role:
+        name: colo.ft.colo_host
+        tasks_from: backports_mirror.yml
+    - ansible.builtin.debug:
+        msg: "MIRROR={{ __colo_host_backports_uri }}"
+"""
+
+
+def test_the_backports_source_uses_the_hosts_own_mirror_or_says_what_to_set(lab, tmp_path):
+    """colo_host_backports_mirror empty (the default): the mirror that the host's apt sources use for its release
+    (the lab's hosts use a local repository only, so an apt source is added for the test; only the files are read,
+    nothing is fetched); none there: refused, naming the variable. Set: taken as it is."""
+    play = tmp_path / "mirror.yml"
+    play.write_text(MIRROR_PLAY)
+    source = "/etc/apt/sources.list.d/zz-colo-test.list"
+    refused = ansible("ansible-playbook", "-i", str(INVENTORY), str(play), check=False)
+    assert refused.returncode != 0 and "set colo_host_backports_mirror" in refused.stdout, refused.stdout[-2000:]
+    on_host("colo-a", f"echo 'deb http://192.0.2.10/debian trixie main' > {source}")
+    try:
+        found = ansible("ansible-playbook", "-i", str(INVENTORY), str(play))
+        assert '"MIRROR=http://192.0.2.10/debian"' in found.stdout, found.stdout[-2000:]
+        chosen = ansible("ansible-playbook", "-i", str(INVENTORY), str(play), "-e",
+                         "colo_host_backports_mirror=http://192.0.2.20/debian")
+        assert '"MIRROR=http://192.0.2.20/debian"' in chosen.stdout, chosen.stdout[-2000:]
+    finally:
+        on_host("colo-a", f"rm -f {source}")

@@ -16,6 +16,7 @@ class Settings:
     checkpoints_per_window: int = 10  # checkpoint samples last at least this many delays
     rate: float = 20.0               # HTTP requests/s of the client during a failover
     load_concurrency: int = 8        # "under load": closed-loop HTTP clients
+    cleartext_leg: bool = True       # cost of protection: also measure COLO with colo_tls=false (a restart more)
 
     def sample_seconds(self, delay_ms: int) -> float:
         return max(self.window_s, self.checkpoints_per_window * delay_ms / 1000.0)
@@ -26,4 +27,4 @@ class Settings:
 
 FULL = Settings()
 QUICK = Settings(runs=1, cycles=2, window_s=5.0, checkpoints_per_window=2, failover_modes=("agent", "agent_secondary"),
-                 steady_s=30.0)
+                 steady_s=30.0, cleartext_leg=False)

@@ -71,12 +71,12 @@ def test_soak_loses_nothing(results):
 
 def test_protection_costs_and_checkpoints_were_measured(results):
     cost = results["cost"]
-    for side in ("colo", "colo_cleartext", "unprotected"):
+    # The quick run leaves out the cleartext leg (a restart of the pair more; the full run measures it).
+    assert "colo_cleartext" not in cost
+    for side in ("colo", "unprotected"):
         assert cost[side]["http_c1"]["req_per_s"] > 0 and cost[side]["ledger"]["writes"] > 0
     assert cost["colo_over_unprotected"]["http_c8_req_per_s"] > 0
-    assert cost["tls_over_cleartext"]["http_c8_req_per_s"] > 0
-    for side in ("colo", "colo_cleartext"):  # both legs checkpointed while idle
-        assert cost[side]["idle_checkpoints"]["checkpoints"] > 0
+    assert cost["colo"]["idle_checkpoints"]["checkpoints"] > 0  # checkpointed while idle
     rows = results["checkpoints"]["rows"]
     assert [r["delay_ms"] for r in rows] == [500, 2000, 5000]
     for row in rows:  # each checkpoint has one cause (a pause cut by the window's end is traced, not measured)

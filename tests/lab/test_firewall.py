@@ -99,10 +99,11 @@ def test_only_the_peer_reaches_the_colo_ports():
 
 def test_a_missing_table_is_loaded_again_and_other_tables_stay():
     """Without the table, a stranger's connection to a port nobody listens on is refused (not dropped): the drops
-    above come from the table. site.yml loads it again (changing colo-a only) and leaves other tables alone."""
+    above come from the table. colo_host (site.yml's first play) loads it again (changing colo-a only) and leaves
+    other tables alone."""
     on_host("colo-a", "nft delete table inet colo_ft && nft add table inet colo_test")
     assert probe(hosts=("colo-a",), ports=(9998,))[(STRANGER_NS, HOSTS_BY_NAME["colo-a"].address("eth2"), 9998)] == "refused"
-    result = ansible("ansible-playbook", "playbooks/site.yml")
+    result = ansible("ansible-playbook", "tests/lab/playbooks/colo_host_only.yml")
     counts = recap(result.stdout)
     assert counts["colo-a"]["changed"] == 1 and counts["colo-b"]["changed"] == 0, result.stdout[-3000:]
     assert "table inet colo_test" in on_host("colo-a", "nft list tables").stdout
@@ -120,7 +121,7 @@ def test_firewall_off_removes_it_and_on_puts_it_back():
     assert probe(hosts=("colo-b",), ports=(9003,))[(STRANGER_NS, address, 9003)] == "refused"
     again = ansible("ansible-playbook", "tests/lab/playbooks/colo_host_only.yml", *extra)
     assert recap(again.stdout)["colo-b"]["changed"] == 0
-    ansible("ansible-playbook", "playbooks/site.yml")
+    ansible("ansible-playbook", "tests/lab/playbooks/colo_host_only.yml", "--limit", "colo-b")
     assert_closed_to_strangers(hosts=("colo-b",))
     assert_protected("colo-a", "colo-b")
 

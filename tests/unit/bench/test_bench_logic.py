@@ -42,7 +42,7 @@ def test_sample_windows_cover_enough_checkpoints():
 
 def test_full_run_measures_what_issue_11_asks():
     # failover "10 runs or more each", 50 unattended cycles, a 10-minute run without a false failover
-    assert FULL.runs >= 10 and FULL.cycles >= 50 and FULL.steady_s >= 600
+    assert FULL.runs >= 10 and FULL.cycles >= 50 and FULL.steady_s >= 600 and FULL.cleartext_leg
 
 
 def test_false_failovers_are_new_log_entries_inside_the_window():

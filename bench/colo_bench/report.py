@@ -6,6 +6,8 @@ import platform
 import re
 from pathlib import Path
 
+from ansible_collections.colo.ft.plugins.module_utils.colo.checkpoint_causes import CAUSES
+
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 PLOT = "failover-latency.png"
 MODE_NAMES = {"agent": "agent (primary lost)", "agent_secondary": "agent (secondary lost)",
@@ -113,19 +115,18 @@ def checkpoints_table(res: dict) -> list[str]:
 
 def causes_table(res: dict) -> list[str]:
     """Each window's checkpoints by cause, and the frames that differed (colo.ft.info checkpoint_causes)."""
-    causes = ("periodic", "tcp", "udp", "icmp", "other", "compare_timeout")
     out = ["**Why the primary checkpoints**: periodic = the checkpoint delay's timer; the others are forced by "
            "colo-compare (tcp/udp/icmp/other: a packet unlike the secondary's; compare_timeout: a packet with no "
            "twin in time). Differing frames: protocol and frame size of each difference found.", "",
-           _row("checkpoint delay", "window", *causes, "differing frames"),
-           _row("---:", "---", *("---:" for _c in causes), "---")]
+           _row("checkpoint delay", "window", *CAUSES, "differing frames"),
+           _row("---:", "---", *("---:" for _c in CAUSES), "---")]
     for row in res["rows"]:
         for window in ("idle", "load"):
             got = row[window].get("causes") or {}
             counts = got.get("checkpoints", {})
             most = sorted(got.get("differing_frames", {}).items(), key=lambda kv: -kv[1])[:4]
             frames = ", ".join(f"{k}: {n}" for k, n in most)
-            out.append(_row(f"{row['delay_ms']} ms", window, *(str(counts.get(c, "-")) for c in causes),
+            out.append(_row(f"{row['delay_ms']} ms", window, *(str(counts.get(c, "-")) for c in CAUSES),
                             frames or "-"))
     return out
 

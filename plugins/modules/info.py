@@ -37,7 +37,8 @@ options:
     default: 0
   checkpoint_causes:
     description:
-      - With O(sample_seconds), also count a COLO primary's checkpoints by cause (RV(vms.checkpoint_causes)).
+      - With O(sample_seconds) (required then), also count a COLO primary's checkpoints by cause
+        (RV(vms.checkpoint_causes)).
       - QEMU's colo-compare and COLO trace events are switched on for the sample (QMP C(trace-event-set-state)) and
         read back from the VM's C(qemu.log); events that were on already stay on. QEMU must have been built with
         the C(log) trace backend, as Debian's is.
@@ -360,6 +361,8 @@ def main() -> None:
     )
     if module.params["sample_seconds"] < 0:
         module.fail_json(msg="sample_seconds must be 0 or more")
+    if module.params["checkpoint_causes"] and module.params["sample_seconds"] == 0:
+        module.fail_json(msg="checkpoint_causes counts the checkpoints of a sample: set sample_seconds too")
     module.run(lambda: collect(module))
 
 

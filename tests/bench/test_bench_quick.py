@@ -84,5 +84,8 @@ def test_protection_costs_and_checkpoints_were_measured(results):
             got = row[window]
             traced = sum(got["causes"]["checkpoints"].values())
             assert 0 <= traced - got["checkpoints"] <= 1, (row["delay_ms"], window, got)
+    # Under load colo-compare forces checkpoints (the guest's replies differ between the two copies, issue 13):
+    # at a 5 s delay most of them come from TCP differences, not the timer.
+    assert rows[2]["load"]["causes"]["checkpoints"]["tcp"] > 0, rows[2]["load"]
     # A shorter delay checkpoints more often when idle.
     assert rows[0]["idle"]["checkpoints_per_second"] > rows[2]["idle"]["checkpoints_per_second"]

@@ -31,9 +31,10 @@ def entries(path: str, text: str) -> list[tuple[str, str]]:
         if words[:1] != ["deb"]:
             continue
         if len(words) > 1 and words[1].startswith("["):  # options: [arch=amd64 signed-by=...]
-            while words and not words[1].endswith("]"):
-                del words[1]
-            del words[1]
+            close = next((i for i, word in enumerate(words) if word.endswith("]")), None)
+            if close is None:
+                continue  # options never closed: apt refuses the line too
+            words = words[:1] + words[close + 1:]
         if len(words) >= 3:
             out.append((words[1], words[2]))
     return out

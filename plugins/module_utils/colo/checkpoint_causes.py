@@ -112,9 +112,15 @@ class Tracing:
                 self.switched.append(name)
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        for name in self.switched:
-            self.qmp.execute("trace-event-set-state", {"name": name, "enable": False})
+    def __exit__(self, exc_type: Any, *_exc: Any) -> None:
+        try:
+            for name in self.switched:
+                self.qmp.execute("trace-event-set-state", {"name": name, "enable": False})
+        except ColoError:
+            if exc_type is None:
+                raise
+        if exc_type is not None:
+            return  # the sample failed: its error matters, not the causes
         with open(self.log_path, "rb") as log:
             log.seek(self.started_at)
             text = log.read(MAX_READ).decode("utf-8", "replace")

@@ -1,6 +1,7 @@
 """One dict describing a VM's COLO state, for modules, tests and benchmarks (from state.read)."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ansible_collections.colo.ft.plugins.module_utils.colo import state
@@ -40,10 +41,8 @@ def status(qmp: QMPClient, sample_seconds: float = 0.0, causes_log: str | None =
     st = state.read(qmp)
     out = report(st)
     if sample_seconds > 0:
-        if causes_log is None or st.mode != "primary":
+        tracing = Tracing(qmp, causes_log) if causes_log is not None and st.mode == "primary" else None
+        with tracing or contextlib.nullcontext():
             out["checkpoints"] = sample_checkpoints(qmp, sample_seconds).to_dict()
-        else:
-            with Tracing(qmp, causes_log) as tracing:
-                out["checkpoints"] = sample_checkpoints(qmp, sample_seconds).to_dict()
-            out["checkpoint_causes"] = tracing.causes
+        out["checkpoint_causes"] = tracing and tracing.causes
     return out

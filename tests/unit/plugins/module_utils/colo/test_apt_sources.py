@@ -26,7 +26,8 @@ def test_one_line_sources_with_options_and_comments():
     text = ("# deb http://old.example/debian trixie main\n"
             "deb-src http://src.example/debian trixie main\n"
             "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian trixie main  # the main one\n"
-            "deb [trusted=yes] file:/srv/colo-lab/apt ./\n")
+            "deb [trusted=yes] file:/srv/colo-lab/apt ./\n"
+            "deb [arch=amd64 http://broken.example/debian trixie main\n")
     assert entries("/etc/apt/sources.list", text) == [("http://mirror.example/debian", "trixie"),
                                                       ("file:/srv/colo-lab/apt", "./")]
 
